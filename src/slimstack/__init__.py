@@ -6,7 +6,14 @@ every result with ``measure``/``compare``. See ``../README.md`` for the tour.
 
 from __future__ import annotations
 
-from . import datasets, zoo
+import os as _os
+
+# The torch profiler (used for peak memory) prints kineto trace lines unless told not to.
+_os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+
+from . import datasets, io, zoo
+from .io import load, save
+from .measure import Comparison, Measurement, compare, measure
 from ._config import Config, config_from_dict, register_config
 from .errors import (
     ConfigError,
@@ -27,6 +34,15 @@ __all__ = [
     # data and models
     "datasets",
     "zoo",
+    "io",
+    # measure
+    "measure",
+    "compare",
+    "Measurement",
+    "Comparison",
+    # save and load
+    "save",
+    "load",
     # configs
     "Config",
     "config_from_dict",

@@ -1,0 +1,177 @@
+"""Formats beside plain torch modules: Hugging Face sentence encoders, scikit-learn (skops), ONNX."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelFileError, UnsafeFileError
+from ._registry import register_format
+
+__all__ = ["SentenceEncoderFormat", "SklearnFormat", "OnnxFormat", "OnnxModel"]
+
+
+@register_format("sentence_encoder")
+class SentenceEncoderFormat:
+    priority = 10
+
+    @staticmethod
+    def can_save(obj: Any) -> bool:
+        from ..zoo import SentenceEncoder
+
+        return type(obj) is SentenceEncoder
+
+    @staticmethod
+    def save(obj: Any, directory: Path) -> dict[str, Any]:
+        obj.model.save_pretrained(str(directory / "encoder"), safe_serialization=True)
+        obj.tokenizer.save_pretrained(str(directory / "encoder"))
+        return {"encoder": "encoder", **obj.get_config()}
+
+    @staticmethod
+    def load(directory: Path, spec: dict[str, Any], trusted: bool) -> Any:
+        from ..zoo._encoder import load_hf_encoder
+
+        if spec.get("hf_dir"):
+            return load_hf_encoder(directory)
+        kw = {k: spec[k] for k in ("max_length", "pooling", "normalize") if k in spec}
+        try:
+            return load_hf_encoder(directory / spec.get("encoder", "encoder"), **kw)
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"cannot load the encoder in {str(directory)!r}: {exc}") from exc
+
+
+# Types skops may rebuild without trusted=True: scikit-learn, numpy and scipy objects.
+_SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "slimstack.")
+
+
+def _skops_load(file: Path, trusted: bool) -> Any:
+    import skops.io as sio
+
+    if not file.exists():
+        raise ModelFileError(f"{str(file)!r} is missing; save the model again")
+    try:
+        untrusted = sio.get_untrusted_types(file=str(file))
+    except Exception as exc:
+        raise ModelFileError(f"{str(file)!r} is not a readable skops file ({exc}); save the model again") from exc
+    unsafe = [t for t in untrusted if not t.startswith(_SAFE_PREFIXES)]
+    if unsafe and not trusted:
+        raise UnsafeFileError(
+            f"{file.name} holds types outside scikit-learn/numpy/scipy ({', '.join(unsafe[:5])}); "
+            "pass trusted=True only if you trust its source"
+        )
+    return sio.load(str(file), trusted=untrusted)
+
+
+@register_format("sklearn")
+class SklearnFormat:
+    priority = 0
+    suffixes = (".skops",)
+
+    @staticmethod
+    def can_save(obj: Any) -> bool:
+        return hasattr(obj, "fit") and hasattr(obj, "get_params") and type(obj).__module__.startswith(("sklearn", "slimstack"))
+
+    @staticmethod
+    def save(obj: Any, directory: Path) -> dict[str, Any]:
+        import skops.io as sio
+
+        sio.dump(obj, str(directory / "model.skops"))
+        return {"file": "model.skops", "type": f"{type(obj).__module__}.{type(obj).__name__}"}
+
+    @staticmethod
+    def load(directory: Path, spec: dict[str, Any], trusted: bool) -> Any:
+        return _skops_load(directory / spec.get("file", "model.skops"), trusted)
+
+    @staticmethod
+    def load_file(path: Path, trusted: bool) -> Any:
+        return _skops_load(path, trusted)
+
+
+class OnnxModel:
+    """An ONNX model run by ONNX Runtime: ``model(x) -> np.ndarray`` of the first output.
+
+    ``threads`` fixes ONNX Runtime's intra-op thread count (it sizes its own pool at session start).
+    """
+
+    def __init__(self, model: Any, threads: int | None = None):
+        import onnx
+
+        self.proto = model if isinstance(model, onnx.ModelProto) else onnx.load_model_from_string(bytes(model))
+        self.threads = threads
+        self._session = None
+
+    @property
+    def session(self):
+        if self._session is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            if self.threads:
+                opts.intra_op_num_threads = int(self.threads)
+                opts.inter_op_num_threads = 1
+            self._session = ort.InferenceSession(self.proto.SerializeToString(), opts,
+                                                 providers=["CPUExecutionProvider"])
+        return self._session
+
+    def set_threads(self, threads: int | None) -> None:
+        if threads != self.threads:
+            self.threads, self._session = threads, None
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.session.get_inputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, feeds)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.run({self.input_names[0]: np.asarray(x, dtype=np.float32)})[0]
+
+    def to_bytes(self) -> bytes:
+        return self.proto.SerializeToString()
+
+
+def _onnx_load(file: Path) -> OnnxModel:
+    import onnx
+
+    if not file.exists():
+        raise ModelFileError(f"{str(file)!r} is missing; save the model again")
+    try:
+        proto = onnx.load(str(file))
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise ModelFileError(f"{str(file)!r} is not a valid ONNX model ({exc})") from exc
+    return OnnxModel(proto)
+
+
+@register_format("onnx")
+class OnnxFormat:
+    priority = 5
+    suffixes = (".onnx",)
+
+    @staticmethod
+    def can_save(obj: Any) -> bool:
+        import onnx
+
+        return type(obj) is OnnxModel or isinstance(obj, onnx.ModelProto)
+
+    @staticmethod
+    def save(obj: Any, directory: Path) -> dict[str, Any]:
+        data = obj.to_bytes() if isinstance(obj, OnnxModel) else obj.SerializeToString()
+        (directory / "model.onnx").write_bytes(data)
+        return {"file": "model.onnx"}
+
+    @staticmethod
+    def load(directory: Path, spec: dict[str, Any], trusted: bool) -> OnnxModel:
+        return _onnx_load(directory / spec.get("file", "model.onnx"))
+
+    @staticmethod
+    def load_file(path: Path, trusted: bool) -> OnnxModel:
+        return _onnx_load(path)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    return json.loads((Path(path) / "slimstack.json").read_text())
