@@ -270,6 +270,12 @@ def _quiet_stdout() -> Iterator[None]:
             os.dup2(null.fileno(), 1)
             yield
     finally:
+        try:  # flush C stdio so its buffered lines land in /dev/null, not at exit
+            import ctypes
+
+            ctypes.CDLL(None).fflush(None)
+        except (OSError, AttributeError):
+            pass
         os.dup2(saved, 1)
         os.close(saved)
 
