@@ -245,8 +245,8 @@ def torch_peak_memory(fn: Callable[[], Any]) -> int | None:
 
     with tempfile.TemporaryDirectory() as tmp:
         trace = os.path.join(tmp, "trace.json")
-        with _quiet_stdout(), torch.inference_mode(), \
-                profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        # Kineto prints trace lines unless KINETO_LOG_LEVEL is set before torch loads (slimstack does).
+        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             fn()
         prof.export_chrome_trace(trace)
         with open(trace) as fh:
@@ -255,29 +255,6 @@ def torch_peak_memory(fn: Callable[[], Any]) -> int | None:
         return 0
     base = events[0]["Total Allocated"] - events[0]["Bytes"]
     return int(max(e["Total Allocated"] for e in events) - base)
-
-
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Silence the profiler's C++ trace lines (kineto writes them to file descriptor 1)."""
-    import os
-    import sys
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            yield
-    finally:
-        try:  # flush C stdio so its buffered lines land in /dev/null, not at exit
-            import ctypes
-
-            ctypes.CDLL(None).fflush(None)
-        except (OSError, AttributeError):
-            pass
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def _is_regressor(model: Any) -> bool:
