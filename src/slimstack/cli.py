@@ -43,7 +43,43 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--runs", type=int, default=20)
     m.add_argument("--json", action="store_true", help="print the measurement as JSON instead of a table")
     m.add_argument("--trusted", action="store_true", help="allow pickle-based model files (runs their code)")
+    v = sub.add_parser("validate", help="check a recipe strictly without running it")
+    v.add_argument("recipe", help="a YAML recipe")
+
+    r = sub.add_parser("run", help="run a recipe: artifacts, report.json and report.html in OUT")
+    r.add_argument("recipe", help="a YAML recipe")
+    r.add_argument("-o", "--out", required=True, help="output folder (re-running resumes after the last finished step)")
+
+    o = sub.add_parser("optimize", help="accuracy-aware search over the recipe's search space (resumable)")
+    o.add_argument("recipe", help="a YAML recipe with a search: section")
+    o.add_argument("-o", "--out", required=True, help="output folder (the study is stored there unless --storage)")
+    o.add_argument("--storage", default=None, help="an Optuna storage URL to share one study between machines")
+    o.add_argument("--trials", type=int, default=None, help="total finished trials wanted (default: the recipe's)")
     return p
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .recipe import validate_recipe
+
+    recipe = validate_recipe(args.recipe)
+    kinds = " -> ".join(k for k, _ in recipe.step_list()) or "(search only)"
+    print(f"{args.recipe}: valid recipe {recipe.name!r}: {kinds}; objective {recipe.objective}, "
+          f"tolerance {recipe.tolerance:.2%}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .recipe import run_recipe, validate_recipe
+
+    run_recipe(validate_recipe(args.recipe), args.out)
+    return 0
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from .recipe import load_recipe, optimize_recipe
+
+    optimize_recipe(load_recipe(args.recipe), args.out, storage=args.storage, trials=args.trials)
+    return 0
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
@@ -72,7 +108,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"measure": _cmd_measure, "demo": _cmd_demo}
+COMMANDS = {"measure": _cmd_measure, "demo": _cmd_demo, "validate": _cmd_validate, "run": _cmd_run,
+            "optimize": _cmd_optimize}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
