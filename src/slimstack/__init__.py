@@ -20,6 +20,22 @@ from .errors import (
     UnsafeFileError,
 )
 
+# issue 6: ensembles
+from .ensemble import (
+    EnsembleSelection,
+    Frozen,
+    LeakageWarning,
+    OnnxClassifier,
+    OnnxRegressor,
+    OOFCache,
+    StackingEnsemble,
+    StackingEnsembleRegressor,
+    TorchClassifier,
+    TorchRegressor,
+    VotingEnsemble,
+    VotingEnsembleRegressor,
+)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -41,4 +57,18 @@ __all__ = [
     "ShapeError",
     "UnknownNameError",
     "UnsafeFileError",
+    # issue 6: ensembles
+    "ensemble",
+    "EnsembleSelection",
+    "Frozen",
+    "LeakageWarning",
+    "OnnxClassifier",
+    "OnnxRegressor",
+    "OOFCache",
+    "StackingEnsemble",
+    "StackingEnsembleRegressor",
+    "TorchClassifier",
+    "TorchRegressor",
+    "VotingEnsemble",
+    "VotingEnsembleRegressor",
 ]

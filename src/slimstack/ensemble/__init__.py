@@ -7,13 +7,19 @@ out-of-fold predictions through one :class:`OOFCache`.
 
 from ._members import Frozen, OnnxClassifier, OnnxRegressor, TorchClassifier, TorchRegressor
 from ._oof import OOFCache
+from ._selection import EnsembleSelection
+from ._stacking import LeakageWarning, StackingEnsemble, StackingEnsembleRegressor
 from ._voting import VotingEnsemble, VotingEnsembleRegressor
 
 __all__ = [
+    "EnsembleSelection",
     "Frozen",
+    "LeakageWarning",
     "OOFCache",
     "OnnxClassifier",
     "OnnxRegressor",
+    "StackingEnsemble",
+    "StackingEnsembleRegressor",
     "TorchClassifier",
     "TorchRegressor",
     "VotingEnsemble",
