@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.base import is_classifier, is_regressor
+from sklearn.base import TransformerMixin, is_classifier, is_regressor
 from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.multiclass import check_classification_targets
@@ -15,7 +15,7 @@ from ..errors import ConfigError, DataError, ModelError
 from ._members import as_member, is_frozen
 from ._oof import MemberFit, OOFCache, make_folds
 
-__all__ = ["EnsembleBase"]
+__all__ = ["EnsembleBase", "TransformingEnsemble"]
 
 
 class EnsembleBase(_BaseComposition):
@@ -117,3 +117,12 @@ class EnsembleBase(_BaseComposition):
 
     def _record_fits(self, cache: OOFCache, before: int) -> None:
         self.n_fits_ = cache.n_fits - before
+
+
+class TransformingEnsemble(TransformerMixin, EnsembleBase):
+    """An ensemble whose ``transform`` returns the members' outputs (voting, stacking)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []  # member outputs (labels, probabilities), not X's dtype
+        return tags

@@ -43,7 +43,7 @@ def make_folds(cv: Any, X, y, groups=None, *, classifier: bool, random_state=Non
         if cv < 2:
             raise ConfigError(f"cv={cv} is too small; use an int >= 2 or a splitter such as KFold(5).")
         if cv > n:
-            raise DataError(f"cv={cv} is larger than the number of samples ({n}); use cv <= {n}.")
+            raise DataError(f"cv={cv} is larger than the number of samples (n_samples={n}); use cv <= {n}.")
         if classifier:
             _, counts = np.unique(y, return_counts=True)
             if cv > counts.min():

@@ -130,4 +130,5 @@ class EnsembleSelection(ClassifierMixin, EnsembleBase):
 
     def predict(self, X):
         """The class with the largest pooled probability."""
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -21,7 +21,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ConfigError
-from ._base import EnsembleBase
+from ._base import TransformingEnsemble
 from ._oof import response_method
 
 __all__ = ["StackingEnsemble", "StackingEnsembleRegressor", "LeakageWarning"]
@@ -38,7 +38,7 @@ def _final_has(attr):
                                 else self._final(), attr)
 
 
-class _StackingBase(EnsembleBase):
+class _StackingBase(TransformingEnsemble):
     def _final(self):
         if self.final_estimator is not None:
             return self.final_estimator

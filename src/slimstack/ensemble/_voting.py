@@ -8,13 +8,13 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ConfigError, ModelError, unknown_name
-from ._base import EnsembleBase
+from ._base import TransformingEnsemble
 from ._weights import POOLINGS, apply_temperature, fit_temperature, learn_weights, pool, proba_scorer
 
 __all__ = ["VotingEnsemble", "VotingEnsembleRegressor"]
 
 
-class _VotingBase(EnsembleBase):
+class _VotingBase(TransformingEnsemble):
     def _check_weights(self, K: int):
         w = self.weights
         if w is None or (isinstance(w, str) and w == "learn"):
