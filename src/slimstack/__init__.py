@@ -22,6 +22,22 @@ from .errors import (
     UnsafeFileError,
 )
 
+# issue 6: ensembles
+from .ensemble import (
+    EnsembleSelection,
+    Frozen,
+    LeakageWarning,
+    OnnxClassifier,
+    OnnxRegressor,
+    OOFCache,
+    StackingEnsemble,
+    StackingEnsembleRegressor,
+    TorchClassifier,
+    TorchRegressor,
+    VotingEnsemble,
+    VotingEnsembleRegressor,
+)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -52,4 +68,18 @@ __all__ = [
     "ShapeError",
     "UnknownNameError",
     "UnsafeFileError",
+    # issue 6: ensembles
+    "ensemble",
+    "EnsembleSelection",
+    "Frozen",
+    "LeakageWarning",
+    "OnnxClassifier",
+    "OnnxRegressor",
+    "OOFCache",
+    "StackingEnsemble",
+    "StackingEnsembleRegressor",
+    "TorchClassifier",
+    "TorchRegressor",
+    "VotingEnsemble",
+    "VotingEnsembleRegressor",
 ]
