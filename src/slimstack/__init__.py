@@ -20,6 +20,9 @@ from .errors import (
     UnsafeFileError,
 )
 
+# issue 7: hierarchical models (cascades, coarse-to-fine classifiers, weight-space merging)
+from .ensemble import Cascade, HierarchicalClassifier
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -41,4 +44,7 @@ __all__ = [
     "ShapeError",
     "UnknownNameError",
     "UnsafeFileError",
+    # issue 7: hierarchical models (cascades, coarse-to-fine classifiers, weight-space merging)
+    "Cascade",
+    "HierarchicalClassifier",
 ]
