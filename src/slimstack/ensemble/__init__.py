@@ -1,10 +1,27 @@
-"""Combine models: cascades, hierarchical classifiers (issue 7) and ensembles (issue 6).
+"""Ensembles: voting with learned weights, Caruana selection and out-of-fold stacking.
 
-Every class here follows the scikit-learn estimator contract (``get_params``/``set_params``,
-``clone``, ``fit`` returning ``self``, fitted state ending in ``_``).
+All are scikit-learn estimators over scikit-learn, PyTorch (:class:`TorchClassifier`), ONNX
+(:class:`OnnxClassifier`) and frozen prefit (:class:`Frozen`) members, and share fold models and
+out-of-fold predictions through one :class:`OOFCache`. Hierarchical models (issue 7) live here
+too: :class:`Cascade` (cheap stages answer confident inputs, expensive ones the rest) and
+:class:`HierarchicalClassifier` (a router picks a class group, a specialist the class).
 """
 
 from ._cascade import Cascade
 from ._hierarchy import HierarchicalClassifier
+from ._members import Frozen, OnnxClassifier, OnnxRegressor, TorchClassifier, TorchRegressor
+from ._oof import OOFCache
+from ._voting import VotingEnsemble, VotingEnsembleRegressor
 
-__all__ = ["Cascade", "HierarchicalClassifier"]
+__all__ = [
+    "Cascade",
+    "Frozen",
+    "HierarchicalClassifier",
+    "OOFCache",
+    "OnnxClassifier",
+    "OnnxRegressor",
+    "TorchClassifier",
+    "TorchRegressor",
+    "VotingEnsemble",
+    "VotingEnsembleRegressor",
+]
