@@ -22,6 +22,7 @@ from .errors import (
 
 # issue 7: hierarchical models (cascades, coarse-to-fine classifiers, weight-space merging)
 from .ensemble import Cascade, HierarchicalClassifier
+from .merge import GreedySoup, TaskArithmetic, TiesMerging, UniformSoup, merge
 
 __version__ = "0.1.0"
 
@@ -47,4 +48,9 @@ __all__ = [
     # issue 7: hierarchical models (cascades, coarse-to-fine classifiers, weight-space merging)
     "Cascade",
     "HierarchicalClassifier",
+    "merge",
+    "UniformSoup",
+    "GreedySoup",
+    "TaskArithmetic",
+    "TiesMerging",
 ]
