@@ -20,6 +20,21 @@ from .errors import (
     UnsafeFileError,
 )
 
+# issue 6: ensembles
+from .ensemble import (
+    EnsembleSelection,
+    Frozen,
+    LeakageWarning,
+    OnnxClassifier,
+    OnnxRegressor,
+    OOFCache,
+    StackingEnsemble,
+    StackingEnsembleRegressor,
+    TorchClassifier,
+    TorchRegressor,
+    VotingEnsemble,
+    VotingEnsembleRegressor,
+)
 # issue 7: hierarchical models (cascades, coarse-to-fine classifiers, weight-space merging)
 from .ensemble import Cascade, HierarchicalClassifier
 from .merge import GreedySoup, TaskArithmetic, TiesMerging, UniformSoup, merge
@@ -45,6 +60,20 @@ __all__ = [
     "ShapeError",
     "UnknownNameError",
     "UnsafeFileError",
+    # issue 6: ensembles
+    "ensemble",
+    "EnsembleSelection",
+    "Frozen",
+    "LeakageWarning",
+    "OnnxClassifier",
+    "OnnxRegressor",
+    "OOFCache",
+    "StackingEnsemble",
+    "StackingEnsembleRegressor",
+    "TorchClassifier",
+    "TorchRegressor",
+    "VotingEnsemble",
+    "VotingEnsembleRegressor",
     # issue 7: hierarchical models (cascades, coarse-to-fine classifiers, weight-space merging)
     "Cascade",
     "HierarchicalClassifier",

@@ -11,15 +11,21 @@ from ._cascade import Cascade
 from ._hierarchy import HierarchicalClassifier
 from ._members import Frozen, OnnxClassifier, OnnxRegressor, TorchClassifier, TorchRegressor
 from ._oof import OOFCache
+from ._selection import EnsembleSelection
+from ._stacking import LeakageWarning, StackingEnsemble, StackingEnsembleRegressor
 from ._voting import VotingEnsemble, VotingEnsembleRegressor
 
 __all__ = [
     "Cascade",
+    "EnsembleSelection",
     "Frozen",
     "HierarchicalClassifier",
+    "LeakageWarning",
     "OOFCache",
     "OnnxClassifier",
     "OnnxRegressor",
+    "StackingEnsemble",
+    "StackingEnsembleRegressor",
     "TorchClassifier",
     "TorchRegressor",
     "VotingEnsemble",
