@@ -37,6 +37,9 @@ from .ensemble import (
     VotingEnsemble,
     VotingEnsembleRegressor,
 )
+# issue 7: hierarchical models (cascades, coarse-to-fine classifiers, weight-space merging)
+from .ensemble import Cascade, HierarchicalClassifier
+from .merge import GreedySoup, TaskArithmetic, TiesMerging, UniformSoup, merge
 
 __version__ = "0.1.0"
 
@@ -82,4 +85,12 @@ __all__ = [
     "TorchRegressor",
     "VotingEnsemble",
     "VotingEnsembleRegressor",
+    # issue 7: hierarchical models (cascades, coarse-to-fine classifiers, weight-space merging)
+    "Cascade",
+    "HierarchicalClassifier",
+    "merge",
+    "UniformSoup",
+    "GreedySoup",
+    "TaskArithmetic",
+    "TiesMerging",
 ]
