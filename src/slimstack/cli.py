@@ -68,17 +68,23 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _console():
+    from rich.console import Console
+
+    return Console(width=max(Console().width, 150))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .recipe import run_recipe, validate_recipe
 
-    run_recipe(validate_recipe(args.recipe), args.out)
+    run_recipe(validate_recipe(args.recipe), args.out, console=_console())
     return 0
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from .recipe import load_recipe, optimize_recipe
 
-    optimize_recipe(load_recipe(args.recipe), args.out, storage=args.storage, trials=args.trials)
+    optimize_recipe(load_recipe(args.recipe), args.out, storage=args.storage, trials=args.trials, console=_console())
     return 0
 
 

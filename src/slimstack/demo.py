@@ -23,7 +23,7 @@ def run_demo(out: str | Path | None = None, threads: int = 2, console: Console |
     from . import datasets, io, zoo
     from .measure import compare
 
-    console = console or Console(width=max(Console().width, 150))
+    console = console or Console(width=max(Console().width, 150))  # tables stay readable in logs
     torch.set_num_threads(threads)
     train, val, test = (datasets.load("digits", split=s, seed=0) for s in ("train", "val", "test"))
     console.print(f"[bold]slimstack demo[/bold]: digits ({len(train)} train / {len(val)} val / {len(test)} test), "

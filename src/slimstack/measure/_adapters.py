@@ -184,20 +184,20 @@ class SklearnAdapter(ModelAdapter):
         return self.model.predict(prepared)
 
     def params(self) -> tuple[int | None, int | None]:
-        arrays = [v for k, v in vars(self.model).items() if k.endswith("_") and isinstance(v, np.ndarray)
-                  and v.dtype.kind == "f"]
-        for k in ("coefs_", "intercepts_"):
-            arrays += list(getattr(self.model, k, []) or [])
-        if hasattr(self.model, "tree_"):
-            n = int(self.model.tree_.node_count)
+        """Learned numbers for the model families where that count means something; None otherwise."""
+        m = self.model
+        if hasattr(m, "tree_"):
+            return int(m.tree_.node_count), int(m.tree_.node_count)
+        trees = np.ravel(getattr(m, "estimators_", [])) if hasattr(m, "estimators_") else []
+        if len(trees) and all(hasattr(e, "tree_") for e in trees):
+            n = int(sum(e.tree_.node_count for e in trees))
             return n, n
-        if hasattr(self.model, "estimators_") and hasattr(np.ravel(self.model.estimators_)[0], "tree_"):
-            n = int(sum(e.tree_.node_count for e in np.ravel(self.model.estimators_)))
-            return n, n
+        arrays = list(getattr(m, "coefs_", []) or []) + list(getattr(m, "intercepts_", []) or [])
+        if not arrays and hasattr(m, "coef_"):
+            arrays = [np.asarray(m.coef_), np.atleast_1d(getattr(m, "intercept_", np.zeros(0)))]
         if not arrays:
             return None, None
-        total = sum(a.size for a in arrays)
-        return int(total), int(sum(np.count_nonzero(a) for a in arrays))
+        return int(sum(a.size for a in arrays)), int(sum(np.count_nonzero(a) for a in arrays))
 
     def peak_memory(self, prepared: Any) -> int | None:
         import tracemalloc

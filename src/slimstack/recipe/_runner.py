@@ -52,6 +52,12 @@ def load_model(recipe: Recipe, data: dict[str, datasets.Dataset]) -> Any:
     spec = recipe.model
     if spec.path is not None:
         return io.load(spec.path, trusted=spec.trusted)
+    if spec.estimator is not None:
+        from ._combine import _build
+
+        est = _build({"estimator": spec.estimator, "params": spec.params, "scale": spec.scale}, None, None)
+        train = data["train"]
+        return est.fit(train.X.reshape(len(train.X), -1), train.y)
     builders = {"digits_cnn": zoo.digits_cnn, "digits_mlp": zoo.digits_mlp, "digits_resnet": zoo.digits_resnet,
                 "minilm": zoo.minilm}
     if spec.zoo not in builders:

@@ -26,18 +26,28 @@ class TrainSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    """Where the model comes from: a zoo entry (trained here when ``train`` is given) or a saved file."""
+    """Where the model comes from: a zoo entry (trained here when ``train`` is given), a saved file,
+    or a scikit-learn estimator from the allow-list (fitted here on the train split)."""
 
     zoo: str | None = None
     path: str | None = None
+    estimator: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    scale: bool = False
     train: TrainSpec | None = None
     trusted: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
-        if (self.zoo is None) == (self.path is None):
-            raise ValueError("give exactly one of 'zoo' (e.g. digits_cnn, minilm) or 'path' (a saved model, "
-                             "Hugging Face directory, .onnx or .skops file)")
+        if sum(x is not None for x in (self.zoo, self.path, self.estimator)) != 1:
+            raise ValueError("give exactly one of 'zoo' (e.g. digits_cnn, minilm), 'path' (a saved model, "
+                             "Hugging Face directory, .onnx or .skops file) or 'estimator' (e.g. LogisticRegression)")
+        if self.estimator is not None:
+            from ._combine import ESTIMATORS
+
+            if self.estimator not in ESTIMATORS:
+                raise ValueError(f"unknown estimator {self.estimator!r}; allowed: {', '.join(ESTIMATORS)}."
+                                 f"{close_matches(self.estimator, ESTIMATORS)}")
         return self
 
 

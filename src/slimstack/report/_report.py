@@ -111,6 +111,8 @@ def _curve_charts(report: dict) -> list[str]:
     for step in report.get("steps", []):
         for curve in _find(step.get("record"), "curve"):
             pts = []
+            if isinstance(curve, dict) and "accuracy" in curve and "cost" in curve:
+                pts = list(zip(curve["cost"], curve["accuracy"]))
             for p in curve if isinstance(curve, list) else []:
                 if isinstance(p, dict):
                     c = p.get("cost") or p.get("mean_cost")
