@@ -9,6 +9,7 @@ from collections.abc import Sequence
 __all__ = ["scatter", "bars", "line"]
 
 W, H, PAD = 560, 340, 56
+TOP = 24
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4d7c0f", "#be185d"]
 
 
@@ -32,8 +33,9 @@ def _frame(title: str, xlabel: str, ylabel: str, body: str, klass: str) -> str:
         f'<svg class="chart {klass}" role="img" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{html.escape(title)}</title>'
         f'<rect x="0" y="0" width="{W}" height="{H}" fill="#fff"/>'
+        f'<text x="{W / 2}" y="12" text-anchor="middle" font-size="13" font-weight="600">{html.escape(title)}</text>'
         f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 16}" y2="{H - PAD}" stroke="#333"/>'
-        f'<line x1="{PAD}" y1="16" x2="{PAD}" y2="{H - PAD}" stroke="#333"/>'
+        f'<line x1="{PAD}" y1="{TOP}" x2="{PAD}" y2="{H - PAD}" stroke="#333"/>'
         f'<text x="{(W + PAD) / 2}" y="{H - 14}" text-anchor="middle" font-size="13">{html.escape(xlabel)}</text>'
         f'<text x="16" y="{(H - PAD) / 2}" text-anchor="middle" font-size="13" '
         f'transform="rotate(-90 16 {(H - PAD) / 2})">{html.escape(ylabel)}</text>{body}</svg>'
@@ -63,7 +65,7 @@ def scatter(points: Sequence[tuple[str, float, float]], *, title: str, xlabel: s
     if not pts:
         return ""
     fx, xlo, xhi = _scale([p[1] for p in pts], PAD, W - 16, log_x)
-    fy, ylo, yhi = _scale([p[2] for p in pts], H - PAD, 16)
+    fy, ylo, yhi = _scale([p[2] for p in pts], H - PAD, TOP + 6)
     body = [_ticks(fx, xlo, xhi, "x", log_x), _ticks(fy, ylo, yhi, "y", False)]
     fr = sorted([p for p in pts if p[0] in front], key=lambda p: p[1])
     if len(fr) > 1:
@@ -72,9 +74,13 @@ def scatter(points: Sequence[tuple[str, float, float]], *, title: str, xlabel: s
                     'stroke-dasharray="5 3"/>')
     for i, (n, x, y) in enumerate(pts):
         c = PALETTE[i % len(PALETTE)]
-        body.append(f'<circle class="point" cx="{fx(x):.1f}" cy="{fy(y):.1f}" r="6" fill="{c}">'
+        px, py = fx(x), fy(y)
+        near_right = px > W - 140  # keep labels inside the frame
+        label_x, anchor = (px - 8, "end") if near_right else (px + 8, "start")
+        body.append(f'<circle class="point" cx="{px:.1f}" cy="{py:.1f}" r="6" fill="{c}">'
                     f'<title>{html.escape(n)}: {x:.4g}, {y:.4g}</title></circle>'
-                    f'<text x="{fx(x) + 8:.1f}" y="{fy(y) - 8:.1f}" font-size="12" fill="{c}">{html.escape(n)}</text>')
+                    f'<text x="{label_x:.1f}" y="{py - 8:.1f}" font-size="12" fill="{c}" text-anchor="{anchor}">'
+                    f'{html.escape(n)}</text>')
     return _frame(title, xlabel, ylabel, "".join(body), klass)
 
 
@@ -82,7 +88,7 @@ def bars(items: Sequence[tuple[str, float]], *, title: str, ylabel: str, klass: 
     items = [(n, v) for n, v in items if v is not None][:40]
     if not items:
         return ""
-    fy, ylo, yhi = _scale([0.0] + [v for _, v in items], H - PAD, 16)
+    fy, ylo, yhi = _scale([0.0] + [v for _, v in items], H - PAD, TOP + 6)
     bw = (W - PAD - 24) / len(items)
     body = [_ticks(fy, ylo, yhi, "y", False)]
     for i, (n, v) in enumerate(items):
@@ -101,7 +107,7 @@ def line(series: Sequence[tuple[float, float]], *, title: str, xlabel: str, ylab
     if len(pts) < 2:
         return ""
     fx, xlo, xhi = _scale([p[0] for p in pts], PAD, W - 16)
-    fy, ylo, yhi = _scale([p[1] for p in pts], H - PAD, 16)
+    fy, ylo, yhi = _scale([p[1] for p in pts], H - PAD, TOP + 6)
     d = " ".join(f"{fx(x):.1f},{fy(y):.1f}" for x, y in pts)
     body = (_ticks(fx, xlo, xhi, "x", False) + _ticks(fy, ylo, yhi, "y", False)
             + f'<polyline points="{d}" fill="none" stroke="#2563eb" stroke-width="2"/>')
