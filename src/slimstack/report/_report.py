@@ -12,7 +12,7 @@ from .._utils import atomic_file
 from ..measure import format_bytes
 from ._svg import bars, line, scatter
 
-__all__ = ["build_report", "write_report", "render_html", "pareto_front", "pick_best"]
+__all__ = ["build_report", "write_report", "render_html", "render_section", "pareto_front", "pick_best"]
 
 _OBJECTIVE_FIELD = {"latency": "latency_ms", "size": "size_bytes", "throughput": "throughput"}
 
@@ -124,7 +124,27 @@ def _curve_charts(report: dict) -> list[str]:
     return charts
 
 
+_STYLE = ("body{font-family:system-ui,sans-serif;margin:2rem;max-width:1200px;color:#111}"
+          "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+          "td:first-child,th:first-child{text-align:left}tr.best{background:#ecfdf5;font-weight:600}"
+          ".charts{display:flex;flex-wrap:wrap;gap:1rem}.meta{color:#555}pre{text-align:left;max-height:300px;"
+          "overflow:auto}section{border-top:2px solid #ddd;margin-top:2rem}")
+
+
 def render_html(report: dict[str, Any]) -> str:
+    """The whole page for one report, or for a report with ``sections`` (one per recipe)."""
+    sections = report.get("sections")
+    if sections is None:
+        body = render_section(report, level=1)
+    else:
+        body = f"<h1>{html.escape(report['title'])}</h1>" + "".join(
+            f"<section>{render_section(sec, level=2)}</section>" for sec in sections)
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(report['title'])}"
+            f"</title><style>{_STYLE}</style></head><body>{body}</body></html>")
+
+
+def render_section(report: dict[str, Any], level: int = 1) -> str:
+    h1, h2 = f"h{level}", f"h{level + 1}"
     rows = report["rows"]
     metric = rows[0]["quality_metric"] if rows else "quality"
     best = report.get("best", {})
@@ -138,7 +158,7 @@ def render_html(report: dict[str, Any]) -> str:
                  f"{r.get('size_ratio') or float('nan'):.2f}x", params,
                  "-" if r.get("macs") is None else f"{r['macs']:,}", format_bytes(r.get("peak_memory_bytes"))]
         trs.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    table = ('<table id="measurements"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
+    table = ('<table class="measurements" id="measurements"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
              + "".join(trs) + "</tbody></table>")
     step_rows = "".join(
         f"<tr><td>{s['index']}</td><td>{html.escape(s['kind'])}</td><td>{html.escape(str(s.get('method') or ''))}</td>"
@@ -163,17 +183,11 @@ def render_html(report: dict[str, Any]) -> str:
                "<strong>nothing met the tolerance</strong>; the closest model is shown")
     summary = (f"<p>Objective: <b>{html.escape(report['objective'])}</b>, tolerance {report['tolerance']:.2%} relative "
                f"{html.escape(metric)} loss against <b>{html.escape(report['baseline'])}</b>. Best: "
-               f"<b id=\"best\">{html.escape(str(best.get('name')))}</b> ({verdict}).</p>")
+               f"<b class=\"best-name\">{html.escape(str(best.get('name')))}</b> ({verdict}).</p>")
     machine = ""
     if rows:
         machine = f"<p class=\"meta\">batch {rows[0]['batch_size']}, {rows[0]['threads']} threads, median of " \
                   f"{rows[0]['runs']} interleaved runs; generated {html.escape(report['created'])}.</p>"
-    style = ("body{font-family:system-ui,sans-serif;margin:2rem;max-width:1200px;color:#111}"
-             "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}tr.best{background:#ecfdf5;font-weight:600}"
-             ".charts{display:flex;flex-wrap:wrap;gap:1rem}.meta{color:#555}pre{text-align:left;max-height:300px;"
-             "overflow:auto}")
-    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(report['title'])}"
-            f"</title><style>{style}</style></head><body><h1>{html.escape(report['title'])}</h1>{summary}{machine}"
-            f"<h2>Models side by side</h2>{table}<h2>Plots</h2><div class=\"charts\">{''.join(p for p in plots if p)}"
-            f"</div><h2>Steps</h2>{steps}</body></html>")
+    return (f"<{h1}>{html.escape(report['title'])}</{h1}>{summary}{machine}"
+            f"<{h2}>Models side by side</{h2}>{table}<{h2}>Plots</{h2}><div class=\"charts\">"
+            f"{''.join(p for p in plots if p)}</div><{h2}>Steps</{h2}>{steps}")
