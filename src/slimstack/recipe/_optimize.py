@@ -120,7 +120,7 @@ def optimize_recipe(source: Any, out: str | Path, *, storage: str | None = None,
         c = compare({"original": original, "trial": model}, data["test"], batch_size=m.batch_size, threads=m.threads,
                     runs=m.runs, warmup=m.warmup)
         meas = c["trial"]
-        row = {**meas.to_dict(), "name": f"trial {trial.number}", "params": params,
+        row = {**meas.to_dict(), "name": f"trial {trial.number}", "search_params": params,
                "speedup": c.speedup("trial"), "size_ratio": c.ratio("trial", "original", "size_bytes")}
         # cost relative to the baseline measured in the same interleaved run
         rel = c.ratio("trial", "original", cost_field)
