@@ -153,11 +153,11 @@ class OOFCache:
     Examples
     --------
     >>> from sklearn.datasets import load_breast_cancer
-    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.naive_bayes import GaussianNB
     >>> from sklearn.tree import DecisionTreeClassifier
     >>> import slimstack as ss
     >>> X, y = load_breast_cancer(return_X_y=True)
-    >>> members = [("lr", LogisticRegression(max_iter=3000)), ("dt", DecisionTreeClassifier(max_depth=3, random_state=0))]
+    >>> members = [("nb", GaussianNB()), ("dt", DecisionTreeClassifier(max_depth=3, random_state=0))]
     >>> cache = ss.OOFCache()
     >>> _ = ss.VotingEnsemble(members, weights="learn", cv=5, random_state=0, cache=cache).fit(X, y)
     >>> _ = ss.StackingEnsemble(members, cv=5, random_state=0, cache=cache).fit(X, y)
