@@ -27,8 +27,8 @@ ESTIMATORS = [
     ss.StackingEnsemble(_clf_members(), cv=3, random_state=0),
     ss.StackingEnsemble(_clf_members(), cv=3, passthrough=True, refit=True, random_state=0),
     ss.StackingEnsembleRegressor(_reg_members(), cv=3, random_state=0),
-    ss.TorchClassifier(prefit=False, hidden_layer_sizes=(16,), epochs=40, lr=3e-2, random_state=0),
-    ss.TorchRegressor(prefit=False, hidden_layer_sizes=(16,), epochs=40, lr=3e-2, random_state=0),
+    ss.TorchClassifier(prefit=False, hidden_layer_sizes=(16,), epochs=40, batch_size=128, lr=3e-2, threads=1, random_state=0),
+    ss.TorchRegressor(prefit=False, hidden_layer_sizes=(16,), epochs=40, batch_size=128, lr=3e-2, threads=1, random_state=0),
 ]
 
 

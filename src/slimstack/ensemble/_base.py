@@ -11,11 +11,17 @@ from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from ..errors import ConfigError, DataError, ModelError
+from ..errors import ConfigError, DataError, ModelError, close_matches
 from ._members import as_member, is_frozen
 from ._oof import MemberFit, OOFCache, make_folds
 
-__all__ = ["EnsembleBase", "TransformingEnsemble"]
+__all__ = ["EnsembleBase", "TransformingEnsemble", "choice_error"]
+
+
+def choice_error(param: str, value, choices) -> ConfigError:
+    """The error for a parameter outside its allowed strings: the value, the choices, the nearest."""
+    allowed = ", ".join(repr(c) for c in choices)
+    return ConfigError(f"{param}={value!r} is not allowed; use one of {allowed}.{close_matches(value, choices)}")
 
 
 class EnsembleBase(_BaseComposition):

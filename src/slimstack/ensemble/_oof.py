@@ -122,6 +122,14 @@ class _Entry:
     models: list
     frozen: bool
     oof: dict[str, np.ndarray] = field(default_factory=dict)
+    fold_preds: dict[str, list] = field(default_factory=dict)  # per method: each fold model on its test rows
+
+
+def _fit_predict(est, X, y, train, test, fit_params, method, classes):
+    """Fit on ``train`` and predict ``test`` in the same worker, as ``cross_val_predict`` does."""
+    model = _fit_one(est, X, y, train, fit_params)
+    pred = None if method is None else member_output(model, _rows(X, test), method, classes)
+    return model, pred
 
 
 def _fit_one(est, X, y, train, fit_params):
@@ -153,11 +161,11 @@ class OOFCache:
     Examples
     --------
     >>> from sklearn.datasets import load_breast_cancer
-    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.naive_bayes import GaussianNB
     >>> from sklearn.tree import DecisionTreeClassifier
     >>> import slimstack as ss
     >>> X, y = load_breast_cancer(return_X_y=True)
-    >>> members = [("lr", LogisticRegression(max_iter=3000)), ("dt", DecisionTreeClassifier(max_depth=3, random_state=0))]
+    >>> members = [("nb", GaussianNB()), ("dt", DecisionTreeClassifier(max_depth=3, random_state=0))]
     >>> cache = ss.OOFCache()
     >>> _ = ss.VotingEnsemble(members, weights="learn", cv=5, random_state=0, cache=cache).fit(X, y)
     >>> _ = ss.StackingEnsemble(members, cv=5, random_state=0, cache=cache).fit(X, y)
@@ -190,9 +198,15 @@ class OOFCache:
         return joblib.hash((X, y, groups, [(tr, te) for tr, te in folds]))
 
     def fold_fits(self, members: list[tuple[str, Any]], X, y, folds, *, data_key: str, n_jobs=None,
-                  fit_params: dict | None = None) -> dict[str, MemberFit]:
-        """Fit every member on every fold's training rows (frozen members: once, on nothing new)."""
+                  fit_params: dict | None = None, methods: dict[str, str] | None = None,
+                  classes: np.ndarray | None = None) -> dict[str, MemberFit]:
+        """Fit every member on every fold's training rows (frozen members: once, on nothing new).
+
+        With ``methods``, each worker also predicts its fold's test rows, so the out-of-fold
+        predictions are computed in parallel next to the fits.
+        """
         fit_params = fit_params or {}
+        methods = methods or {}
         keys = {name: self._key(est, data_key, fit_params) for name, est in members}
         todo = []
         for name, est in members:
@@ -203,16 +217,21 @@ class OOFCache:
             else:
                 todo.extend((name, est, fold) for fold in range(len(folds)))
         if todo:
-            fitted = joblib.Parallel(n_jobs=n_jobs)(
-                joblib.delayed(_fit_one)(est, X, y, None if f is None else folds[f][0], fit_params)
-                for _, est, f in todo)
+            results = joblib.Parallel(n_jobs=n_jobs)(
+                joblib.delayed(_fit_predict)(est, X, y, None if f is None else folds[f][0],
+                                             None if f is None else folds[f][1], fit_params,
+                                             None if f is None else methods.get(name), classes)
+                for name, est, f in todo)
             grouped: dict[str, list] = {}
-            for (name, est, f), model in zip(todo, fitted):
-                grouped.setdefault(name, []).append(model)
+            for (name, est, f), result in zip(todo, results):
+                grouped.setdefault(name, []).append(result)
                 self.n_fits += f is not None
             for name, est in members:
                 if name in grouped:
-                    self._entries[keys[name]] = _Entry(grouped[name], is_frozen(est))
+                    entry = _Entry([m for m, _ in grouped[name]], is_frozen(est))
+                    if not entry.frozen and methods.get(name):
+                        entry.fold_preds[methods[name]] = [p for _, p in grouped[name]]
+                    self._entries[keys[name]] = entry
         return {name: MemberFit(name, self._entries[keys[name]].models, self._entries[keys[name]].frozen)
                 for name, _ in members}
 
@@ -224,7 +243,8 @@ class OOFCache:
         Rows in several test folds (repeated splitters) get the mean of their predictions; rows in
         none (the first block of ``TimeSeriesSplit``) are marked False in the mask.
         """
-        fits = self.fold_fits(members, X, y, folds, data_key=data_key, n_jobs=n_jobs, fit_params=fit_params)
+        fits = self.fold_fits(members, X, y, folds, data_key=data_key, n_jobs=n_jobs, fit_params=fit_params,
+                              methods=methods, classes=classes)
         n = len(y)
         covered = np.zeros(n, dtype=int)
         for _, te in folds:
@@ -262,7 +282,9 @@ class OOFCache:
     def _compute_oof(entry: _Entry, X, folds, method, classes, covered) -> np.ndarray:
         if entry.frozen:
             return member_output(entry.models[0], X, method, classes)
-        parts = [(te, member_output(m, _rows(X, te), method, classes)) for m, (_, te) in zip(entry.models, folds)]
+        preds = entry.fold_preds.get(method) or [member_output(m, _rows(X, te), method, classes)
+                                                 for m, (_, te) in zip(entry.models, folds)]
+        parts = [(te, p) for p, (_, te) in zip(preds, folds)]
         first = parts[0][1]
         if method == "predict" and classes is not None:
             out = np.empty(len(covered), dtype=first.dtype)
