@@ -27,6 +27,9 @@ from .errors import (
     UnsafeFileError,
 )
 
+# issue 3: pruning
+from .prune import MagnitudePruning, NMPruning, PruneResult, StructuredPruning, TreePruning, prune
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -57,4 +60,11 @@ __all__ = [
     "ShapeError",
     "UnknownNameError",
     "UnsafeFileError",
+    # issue 3: pruning
+    "prune",
+    "MagnitudePruning",
+    "NMPruning",
+    "StructuredPruning",
+    "TreePruning",
+    "PruneResult",
 ]
