@@ -49,10 +49,17 @@ def recover(pruned: nn.Module, teacher: nn.Module, config: Any, data: Any, *,
     seed_everything(config.seed)
     if is_encoder(pruned):
         lr = config.recovery_lr or 1e-4
-        if method == "distill":
-            losses = _distill_encoder(pruned, teacher, data, config.recovery_steps, lr, config.seed, masks)
-        else:
-            losses = _finetune_encoder(pruned, data, config.recovery_steps, lr, config.seed, masks)
+        frozen = [p for n, p in pruned.named_parameters() if ".embeddings." in f".{n}" and p.requires_grad]
+        for p in frozen:  # no gradient work for the 30k-row embedding table
+            p.requires_grad_(False)
+        try:
+            if method == "distill":
+                losses = _distill_encoder(pruned, teacher, data, config.recovery_steps, lr, config.seed, masks)
+            else:
+                losses = _finetune_encoder(pruned, data, config.recovery_steps, lr, config.seed, masks)
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
         return {"method": method, "steps": config.recovery_steps, "lr": lr, "loss_first": losses[0],
                 "loss_last": float(np.mean(losses[-10:]))}
     lr = config.recovery_lr or 1e-3
@@ -121,12 +128,18 @@ def _schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_schedule
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm + 1))))
 
 
+def _trainable(encoder: nn.Module) -> list[nn.Parameter]:
+    """The transformer layers; embeddings stay frozen (pruning did not touch them, and a few hundred
+    steps on a small corpus would only overfit the 30k-row table)."""
+    return [p for n, p in encoder.named_parameters() if ".embeddings." not in f".{n}" and p.requires_grad]
+
+
 def _distill_encoder(student: nn.Module, teacher: nn.Module, data: Any, steps: int, lr: float, seed: int,
                      masks: dict[str, torch.Tensor] | None) -> list[float]:
     sents = _sentences(data, steps * ENCODER_BATCH, seed)
     unique = list(dict.fromkeys(sents))
     target = dict(zip(unique, teacher.encode(unique, batch_size=128), strict=True))
-    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(_trainable(student), lr=lr, weight_decay=0.0)
     sched = _schedule(opt, steps)
     student.eval()  # no dropout: a few hundred steps fit the teacher better without it
     losses = []
@@ -152,7 +165,7 @@ def _finetune_encoder(model: nn.Module, data: Any, steps: int, lr: float, seed: 
     rng = np.random.default_rng(seed)
     scores = np.asarray(data.scores, dtype=np.float32)
     scale = float(scores.max()) or 1.0
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(_trainable(model), lr=lr, weight_decay=0.0)
     sched = _schedule(opt, steps)
     model.eval()
     losses = []
