@@ -10,7 +10,7 @@ import torch
 import slimstack as ss
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # the test machine is shared; one thread contends least
 
 
 @pytest.fixture(scope="session")
@@ -21,12 +21,12 @@ def digits():
 @pytest.fixture(scope="session")
 def cnn(digits):
     """A small trained CNN (accuracy about 0.95 on digits)."""
-    return ss.zoo.train(ss.zoo.digits_cnn(channels=(16, 32), hidden=32), digits[0], epochs=4, seed=0)
+    return ss.zoo.train(ss.zoo.digits_cnn(channels=(16, 32), hidden=32), digits[0], epochs=3, seed=0)
 
 
 @pytest.fixture(scope="session")
 def resnet(digits):
-    return ss.zoo.train(ss.zoo.digits_resnet(width=16, blocks=2), digits[0], epochs=2, seed=0)
+    return ss.zoo.train(ss.zoo.digits_resnet(width=16, blocks=2), digits[0], epochs=1, seed=0)
 
 
 @pytest.fixture(scope="session")
