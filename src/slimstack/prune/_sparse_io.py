@@ -31,6 +31,7 @@ def mark_sparse(model: nn.Module, method: str, tensors: list[str], **info: Any) 
 
 
 def sparsity_marker(model: Any) -> dict[str, Any] | None:
+    """The marker :func:`mark_sparse` set (method and sparse tensor names), or None."""
     return getattr(model, MARKER, None) if isinstance(model, nn.Module) else None
 
 
@@ -76,6 +77,8 @@ def _decode(stored: dict[str, torch.Tensor], shapes: dict[str, list[int]]) -> di
 
 @register_format("sparse")
 class SparseFormat:
+    """Models marked sparse: rebuild description (torch spec or encoder config) plus values and bitmasks."""
+
     priority = 30
 
     @staticmethod
