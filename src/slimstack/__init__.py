@@ -40,6 +40,8 @@ from .ensemble import (
 # issue 7: hierarchical models (cascades, coarse-to-fine classifiers, weight-space merging)
 from .ensemble import Cascade, HierarchicalClassifier
 from .merge import GreedySoup, TaskArithmetic, TiesMerging, UniformSoup, merge
+# issue 3: pruning
+from .prune import MagnitudePruning, NMPruning, PruneResult, StructuredPruning, TreePruning, prune
 
 __version__ = "0.1.0"
 
@@ -93,4 +95,11 @@ __all__ = [
     "GreedySoup",
     "TaskArithmetic",
     "TiesMerging",
+    # issue 3: pruning
+    "prune",
+    "MagnitudePruning",
+    "NMPruning",
+    "StructuredPruning",
+    "TreePruning",
+    "PruneResult",
 ]

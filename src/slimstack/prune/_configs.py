@@ -1,0 +1,227 @@
+"""Pruning configs: what to remove (one frozen dataclass per technique) and how to recover.
+
+Each config is data: it round-trips through ``to_dict``/``ss.config_from_dict`` and checks its
+fields at construction, so a bad value fails where it is written, with the fix in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from .._config import Config, register_config
+from ..errors import ConfigError
+
+__all__ = ["MagnitudePruning", "NMPruning", "StructuredPruning", "TreePruning", "RECOVERY", "IMPORTANCE"]
+
+RECOVERY = ("none", "finetune", "distill")
+IMPORTANCE = ("l1", "l2", "taylor", "random")
+
+
+def _ratio(field: str, value: Any, example: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) < 1.0:
+        raise ConfigError(f"{field}={value!r} must be a number in [0, 1) (the fraction removed; 1 would remove "
+                          f"everything), e.g. {example}")
+
+
+def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{field}={value!r} is not allowed; choose one of: {', '.join(map(repr, allowed))}")
+
+
+def _positive_int(field: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{field}={value!r} must be a positive integer")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Recovery(Config):
+    """Fields shared by every network pruning config: recovery after pruning, layers left alone, seed.
+
+    ``recovery="finetune"`` trains on ``data`` for ``recovery_epochs`` epochs (classifiers) or
+    ``recovery_steps`` steps (sentence encoders, on scored pairs); ``"distill"`` trains the pruned
+    model to match the unpruned one (soft logits for classifiers, embeddings for encoders).
+    """
+
+    kind: ClassVar[str] = "prune"
+
+    recovery: str = "none"
+    recovery_epochs: int = 3
+    recovery_steps: int = 200
+    recovery_lr: float | None = None  # None: 1e-3 for small networks, 5e-5 for transformers
+    ignore: tuple[str, ...] = ()
+    seed: int = 0
+
+    def validate(self) -> None:
+        _choice("recovery", self.recovery, RECOVERY)
+        _positive_int("recovery_epochs", self.recovery_epochs)
+        _positive_int("recovery_steps", self.recovery_steps)
+        if self.recovery_lr is not None and not (isinstance(self.recovery_lr, int | float) and self.recovery_lr > 0):
+            raise ConfigError(f"recovery_lr={self.recovery_lr!r} must be a positive number or None (automatic)")
+        if isinstance(self.ignore, str):
+            object.__setattr__(self, "ignore", (self.ignore,))
+        object.__setattr__(self, "ignore", tuple(self.ignore))
+        if not all(isinstance(n, str) for n in self.ignore):
+            raise ConfigError(f"ignore={self.ignore!r} must list module names as strings, e.g. ('classifier.3',)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed={self.seed!r} must be an integer")
+
+
+@register_config
+@dataclasses.dataclass(frozen=True)
+class MagnitudePruning(_Recovery):
+    """Unstructured pruning: zero the weights of smallest magnitude.
+
+    Parameters
+    ----------
+    sparsity : float in [0, 1)
+        Fraction of the weights of each Linear/Conv layer (``scope="layer"``) or of all of them
+        together (``scope="global"``) that become zero.
+    schedule : {"oneshot", "iterative"}
+        ``"iterative"`` reaches ``sparsity`` in ``steps`` steps along the polynomial schedule of
+        Zhu and Gupta (2017), fine-tuning between steps (needs ``recovery`` other than "none").
+
+    The returned model holds real zeros, and ``ss.save`` stores only the surviving values plus a
+    bitmask, so the file shrinks. Dense kernels do not get faster from zeros: see ``StructuredPruning``.
+
+    Examples
+    --------
+    >>> r = ss.prune(model, ss.MagnitudePruning(sparsity=0.8, scope="global"))   # doctest: +SKIP
+    """
+
+    sparsity: float = 0.5
+    scope: str = "layer"
+    schedule: str = "oneshot"
+    steps: int = 3
+
+    def validate(self) -> None:
+        super().validate()
+        _ratio("sparsity", self.sparsity, "MagnitudePruning(sparsity=0.8)")
+        _choice("scope", self.scope, ("layer", "global"))
+        _choice("schedule", self.schedule, ("oneshot", "iterative"))
+        _positive_int("steps", self.steps)
+        if self.schedule == "iterative" and self.recovery == "none":
+            raise ConfigError("schedule='iterative' fine-tunes between steps, but recovery='none'; set "
+                              "recovery='finetune' or 'distill', or use schedule='oneshot'")
+
+
+@register_config
+@dataclasses.dataclass(frozen=True)
+class NMPruning(_Recovery):
+    """Semi-structured N:M pruning: in every group of ``m`` consecutive input weights keep the ``n`` largest.
+
+    2:4 is the pattern sparse tensor cores run at twice the dense rate; on CPU the gain is the
+    smaller file (values plus a bitmask). Layers whose input size is not a multiple of ``m`` are
+    skipped and recorded.
+
+    Examples
+    --------
+    >>> r = ss.prune(model, ss.NMPruning(n=2, m=4))   # doctest: +SKIP
+    """
+
+    n: int = 2
+    m: int = 4
+
+    def validate(self) -> None:
+        super().validate()
+        _positive_int("n", self.n)
+        _positive_int("m", self.m)
+        if not self.n < self.m:
+            raise ConfigError(f"n={self.n} must be smaller than m={self.m} (keep n of every m weights), e.g. n=2, m=4")
+
+
+@register_config
+@dataclasses.dataclass(frozen=True)
+class StructuredPruning(_Recovery):
+    """Remove whole conv channels, linear neurons, attention heads and FFN neurons.
+
+    The result is a plain dense model with smaller layers, so it is smaller and faster everywhere.
+    Coupled layers (residual additions, BatchNorm, concatenation) stay consistent through
+    Torch-Pruning's dependency graph; Hugging Face BERT encoders are pruned by slimstack itself
+    (whole heads and FFN neurons).
+
+    Parameters
+    ----------
+    ratio : float in [0, 1)
+        Fraction of channels/neurons removed per layer (the ceiling per layer when ``tolerance`` is set).
+    importance : {"l1", "l2", "taylor", "random"}
+        How channels are ranked; "taylor" uses gradients on ``data``; "random" is the baseline to beat.
+    layer_ratios : dict, optional
+        ``{module name: ratio}`` overriding ``ratio`` for those layers.
+    head_ratio : float in [0, 1)
+        Fraction of attention heads removed per transformer layer (at least one is always kept).
+    round_to : int, optional
+        Keep channel counts a multiple of this (e.g. 8) for fast kernels.
+    global_pruning : bool
+        Rank channels across layers instead of within each layer.
+    tolerance : float, optional
+        Measure each layer's sensitivity on the validation data and give layers whose quality
+        drop would exceed ``tolerance`` (absolute, e.g. 0.01 accuracy) a lower ratio.
+
+    Examples
+    --------
+    >>> r = ss.prune(cnn, ss.StructuredPruning(ratio=0.5, round_to=8), example_inputs=x)   # doctest: +SKIP
+    >>> r = ss.prune(enc, ss.StructuredPruning(ratio=0.5, head_ratio=0.25, importance="taylor"),
+    ...              data=ss.datasets.load("stsb"))                                          # doctest: +SKIP
+    """
+
+    ratio: float = 0.5
+    importance: str = "l2"
+    layer_ratios: dict[str, float] | None = None
+    head_ratio: float = 0.0
+    round_to: int | None = None
+    global_pruning: bool = False
+    tolerance: float | None = None
+    sensitivity_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
+    taylor_batches: int = 8
+
+    def validate(self) -> None:
+        super().validate()
+        _ratio("ratio", self.ratio, "StructuredPruning(ratio=0.5)")
+        _ratio("head_ratio", self.head_ratio, "StructuredPruning(head_ratio=0.25)")
+        _choice("importance", self.importance, IMPORTANCE)
+        if self.layer_ratios is not None:
+            if not isinstance(self.layer_ratios, dict):
+                raise ConfigError(f"layer_ratios={self.layer_ratios!r} must be a dict of module name -> ratio, "
+                                  "e.g. {'features.3': 0.3}")
+            for name, r in self.layer_ratios.items():
+                _ratio(f"layer_ratios[{name!r}]", r, "{'features.3': 0.3}")
+        if self.round_to is not None:
+            _positive_int("round_to", self.round_to)
+        if self.tolerance is not None and not (isinstance(self.tolerance, int | float) and self.tolerance >= 0):
+            raise ConfigError(f"tolerance={self.tolerance!r} must be a non-negative quality drop, e.g. 0.01, or None")
+        object.__setattr__(self, "sensitivity_ratios", tuple(self.sensitivity_ratios))
+        for r in self.sensitivity_ratios:
+            _ratio("sensitivity_ratios", r, "(0.25, 0.5, 0.75)")
+        _positive_int("taylor_batches", self.taylor_batches)
+
+
+@register_config
+@dataclasses.dataclass(frozen=True)
+class TreePruning(Config):
+    """Minimal cost-complexity pruning of fitted scikit-learn trees and forests.
+
+    The fitted trees are pruned in place of a copy (no refit), with the impurity the model was
+    trained with (Gini or entropy). ``ccp_alpha="auto"`` tries ``n_alphas`` values along the trees'
+    pruning paths and keeps the largest whose score on ``data`` (validation data) stays within
+    ``tolerance`` of the best.
+
+    Examples
+    --------
+    >>> r = ss.prune(forest, ss.TreePruning(tolerance=0.005), data=ds_val)   # doctest: +SKIP
+    >>> r.record[0].before, r.record[0].after                               # doctest: +SKIP
+    """
+
+    kind: ClassVar[str] = "prune"
+
+    ccp_alpha: float | str = "auto"
+    n_alphas: int = 30
+    tolerance: float = 0.0
+
+    def validate(self) -> None:
+        a = self.ccp_alpha
+        if not (a == "auto" or (isinstance(a, int | float) and not isinstance(a, bool) and a >= 0)):
+            raise ConfigError(f"ccp_alpha={a!r} must be 'auto' or a non-negative number, e.g. 0.001")
+        _positive_int("n_alphas", self.n_alphas)
+        if not (isinstance(self.tolerance, int | float) and self.tolerance >= 0):
+            raise ConfigError(f"tolerance={self.tolerance!r} must be a non-negative score drop, e.g. 0.005")
