@@ -26,6 +26,8 @@ from .errors import (
     UnknownNameError,
     UnsafeFileError,
 )
+# issue 4: quantization
+from .quantize import QAT, DynamicInt8, QuantResult, StaticInt8, WeightOnly, quantize
 
 __version__ = "0.1.0"
 
@@ -57,4 +59,11 @@ __all__ = [
     "ShapeError",
     "UnknownNameError",
     "UnsafeFileError",
+    # issue 4: quantization
+    "quantize",
+    "DynamicInt8",
+    "StaticInt8",
+    "WeightOnly",
+    "QAT",
+    "QuantResult",
 ]
