@@ -276,6 +276,10 @@ def _qat(ctx: _Context) -> QuantResult:
     if ctx.data is None:
         raise DataError("QAT trains the model: pass data= (a labelled training Dataset)")
     layers, unsupported = candidate_layers(ctx.model, cfg)
+    for n in [n for n in layers if not isinstance(ctx.model.get_submodule(n), nn.Linear | nn.Conv2d)]:
+        layers.remove(n)
+        unsupported.append({"name": n, "type": type(ctx.model.get_submodule(n)).__name__, "status": "float",
+                            "reason": "QAT trains Linear and Conv2d layers; quantize embeddings with WeightOnly"})
     model = prepare_qat(ctx.model, layers)
     history = train_qat(model, ctx.data, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed)
     model, records = convert_qat(model)

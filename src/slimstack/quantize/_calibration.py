@@ -114,6 +114,9 @@ def _entropy(s: ActivationStats, _p: float) -> tuple[float, float]:
     best, best_range = np.inf, (lo0, hi0)
     for c in _CLIPS:
         lo, hi = lo0 * c, hi0 * c
+        # KL alone happily clips a discrete or bimodal input (image pixels) hard; never clip > 0.1% of values.
+        if np.mean((s.sample < lo) | (s.sample > hi)) > 1e-3:
+            continue
         # P: 2048-bin histogram of the clipped values (outliers land in the edge bins).
         p, _ = np.histogram(np.clip(s.sample, lo, hi), bins=2048, range=(lo, hi + 1e-12))
         p = p.astype(np.float64)

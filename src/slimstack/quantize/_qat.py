@@ -89,7 +89,7 @@ def train_qat(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         history.append(total / len(X))
     return history
 

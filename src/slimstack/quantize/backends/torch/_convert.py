@@ -39,7 +39,8 @@ def candidate_layers(model: nn.Module, config: QuantConfig) -> tuple[list[str], 
                     quantizable.append(name)
             elif _has_own_params(m):
                 other.append(_float(name, t, f"weight-only quantization covers Linear and Embedding, not {t}"))
-        elif isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and not isinstance(config, DynamicInt8)):
+        elif (isinstance(m, nn.Linear | nn.Embedding)
+              or (isinstance(m, nn.Conv2d) and not isinstance(config, DynamicInt8))):
             quantizable.append(name)
         elif _has_own_params(m):
             why = ("dynamic int8 needs run-time ranges, which the torch backend offers for Linear only; "
@@ -74,19 +75,22 @@ def build_torch(model: nn.Module, config: QuantConfig, layers: list[str], calibr
     records: list[dict[str, Any]] = []
     act: dict[str, tuple[float, int]] = {}
     smooth: dict[str, Any] = {}
-    if isinstance(config, StaticInt8) and layers:
-        stats = collect(model, layers, calibration, seed=seed)
+    observed = [n for n in layers if isinstance(modules[n], nn.Linear | nn.Conv2d)]
+    if isinstance(config, StaticInt8) and observed:
+        stats = collect(model, observed, calibration, seed=seed)
         if config.smoothquant_alpha > 0:
             smooth = {n: smooth_factors(modules[n], stats[n].channel_absmax, config.smoothquant_alpha)
-                      for n in layers if isinstance(modules[n], nn.Linear)}
-            stats = collect(model, layers, calibration, seed=seed, transform=smooth)
-        act = {n: qparams(stats[n], config.observer, config.percentile) for n in layers}
+                      for n in observed if isinstance(modules[n], nn.Linear)}
+            stats = collect(model, observed, calibration, seed=seed, transform=smooth)
+        act = {n: qparams(stats[n], config.observer, config.percentile) for n in observed}
     per_channel = getattr(config, "granularity", "per_channel") == "per_channel" and getattr(config, "per_channel", True)
     for n in layers:
         m = modules[n]
         if isinstance(config, WeightOnly):
             cls = WeightOnlyLinear if isinstance(m, nn.Linear) else WeightOnlyEmbedding
             new = cls.from_float(m, config.bits, config.group_size)
+        elif isinstance(m, nn.Embedding):  # a lookup has no matmul to run in int8: store int8 rows, one scale each
+            new = WeightOnlyEmbedding.from_float(m, 8, m.embedding_dim)
         elif isinstance(m, nn.Conv2d):
             new = QuantConv2d.from_float(m, act[n], per_channel)
         else:

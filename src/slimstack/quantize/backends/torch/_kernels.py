@@ -8,6 +8,7 @@ matmul, which is exact to the same rounding but not faster. :func:`int8_kernel` 
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 
@@ -69,7 +70,18 @@ def dynamic_qparams(x: torch.Tensor) -> tuple[float, int]:
 
 
 def quantize_u8(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    """uint8 codes of ``x``; torch's fused per-tensor quantizer is about 2x faster than the eager formula."""
+    if _FUSED_QUANTIZE:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # quantized-tensor creation is deprecated; the eager path remains
+            try:
+                return torch.quantize_per_tensor(x, scale, zero_point, torch.quint8).int_repr()
+            except (AttributeError, RuntimeError):
+                pass
     return torch.clamp(torch.round(x * (1.0 / scale)) + zero_point, 0, 255).to(torch.uint8)
+
+
+_FUSED_QUANTIZE = hasattr(torch, "quantize_per_tensor")
 
 
 def int8_linear(x2d: torch.Tensor, scale: float, zero_point: int, weight: torch.Tensor, w_scale: torch.Tensor,
