@@ -80,6 +80,10 @@ class TorchQuantFormat:
                 raise ModelFileError(f"unknown quantized layer type {entry['class']!r} in {str(directory)!r}")
             set_module(model, name, cls(**entry["args"]))
         state = load_state(directory / WEIGHTS)
+        hf = getattr(model, "model", None)
+        if "encoder" in skeleton and getattr(hf, "pooler", None) is not None and not any(
+                k.startswith("model.pooler.") for k in state):
+            hf.pooler = None  # saved without a pooling head (sentence encoders do not use it)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
