@@ -21,6 +21,8 @@ from .errors import (
     UnknownNameError,
     UnsafeFileError,
 )
+# issue 4: quantization
+from .quantize import QAT, DynamicInt8, QuantResult, StaticInt8, WeightOnly, quantize
 
 # issue 6: ensembles
 from .ensemble import (
@@ -102,4 +104,11 @@ __all__ = [
     "StructuredPruning",
     "TreePruning",
     "PruneResult",
+    # issue 4: quantization
+    "quantize",
+    "DynamicInt8",
+    "StaticInt8",
+    "WeightOnly",
+    "QAT",
+    "QuantResult",
 ]
