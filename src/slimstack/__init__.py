@@ -27,6 +27,9 @@ from .errors import (
     UnsafeFileError,
 )
 
+# issue 5: distillation
+from .distill import DistillConfig, DistillResult, distill
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -57,4 +60,8 @@ __all__ = [
     "ShapeError",
     "UnknownNameError",
     "UnsafeFileError",
+    # issue 5: distillation
+    "distill",
+    "DistillConfig",
+    "DistillResult",
 ]
