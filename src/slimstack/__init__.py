@@ -6,11 +6,6 @@ every result with ``measure``/``compare``. See ``../README.md`` for the tour.
 
 from __future__ import annotations
 
-import os as _os
-
-# The torch profiler (used for peak memory) prints kineto trace lines unless told not to.
-_os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-
 from . import datasets, io, zoo
 from .io import load, save
 from .measure import Comparison, Measurement, compare, measure

@@ -236,25 +236,50 @@ class OnnxAdapter(ModelAdapter):
 
 
 def torch_peak_memory(fn: Callable[[], Any]) -> int | None:
-    """Peak bytes the CPU allocator held above its starting level during ``fn()`` (torch profiler)."""
-    import json
-    import os
+    """Peak bytes of tensor storage alive at once during ``fn()``, above what existed before it.
+
+    Every tensor an operator creates is counted from its creation until its last Python reference
+    goes (a ``TorchDispatchMode`` sees each operator's outputs). Weights and inputs that exist
+    before the call are not counted, so this is the inference's working memory.
+    """
+    import weakref
 
     import torch
-    from torch.profiler import ProfilerActivity, profile
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
 
-    with tempfile.TemporaryDirectory() as tmp:
-        trace = os.path.join(tmp, "trace.json")
-        # Kineto prints trace lines unless KINETO_LOG_LEVEL is set before torch loads (slimstack does).
-        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    class _LiveBytes(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.live = self.peak = 0
+            self.sizes: dict[int, int] = {}
+
+        def _free(self, key: int) -> None:
+            self.live -= self.sizes.pop(key, 0)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                    try:
+                        storage = t.untyped_storage()
+                    except (RuntimeError, NotImplementedError):  # opaque (e.g. packed quantized) tensors
+                        continue
+                    key = storage.data_ptr()
+                    if key and key not in self.sizes:
+                        self.sizes[key] = storage.nbytes()
+                        self.live += storage.nbytes()
+                        self.peak = max(self.peak, self.live)
+                        weakref.finalize(t, self._free, key)
+            return out
+
+    tracker = _LiveBytes()
+    try:
+        with torch.inference_mode(), tracker:
             fn()
-        prof.export_chrome_trace(trace)
-        with open(trace) as fh:
-            events = [e["args"] for e in json.load(fh).get("traceEvents", []) if e.get("name") == "[memory]"]
-    if not events:
-        return 0
-    base = events[0]["Total Allocated"] - events[0]["Bytes"]
-    return int(max(e["Total Allocated"] for e in events) - base)
+    except Exception:  # kernels the dispatch mode cannot see through
+        return None
+    return int(tracker.peak)
 
 
 def _is_regressor(model: Any) -> bool:
