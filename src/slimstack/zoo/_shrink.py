@@ -172,7 +172,7 @@ def _shrink_mlp(model: DigitsMLP, width: Any) -> DigitsMLP:
 def _shrink_cnn(model: DigitsCNN, width: Any) -> DigitsCNN:
     cfg = model.get_config()
     c1, c2 = cfg["channels"]
-    n1, n2, nh = _width(width, [c1, c2, cfg["hidden"]], "(channels1, channels2, hidden)")
+    n1, n2, nh = _width(width, [c1, c2, cfg["hidden"]], "channels1, channels2, hidden")
     conv1, bn1, _, conv2, bn2 = list(model.features)[:5]
     fc1, fc2 = model.classifier[1], model.classifier[3]
     spatial = fc1.in_features // c2
