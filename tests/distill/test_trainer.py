@@ -50,7 +50,7 @@ def test_a_checkpoint_from_another_run_is_not_resumed(mlp_teacher, digits_splits
 def test_early_stopping_keeps_the_best_epoch():
     torch.manual_seed(0)
     model = nn.Linear(1, 1)
-    scores = iter([0.5, 0.9, 0.7, 0.6, 0.95, 0.99])  # best at epoch 2, then two worse epochs
+    scores = iter([0.4, 0.5, 0.9, 0.7, 0.6, 0.95, 0.99])  # start, then best at epoch 2, then two worse epochs
 
     class Objective(nn.Module):
         def __init__(self):
@@ -69,9 +69,9 @@ def test_early_stopping_keeps_the_best_epoch():
     s = TrainSettings(epochs=6, batch_size=4, lr=0.01, patience=2, seed=0)
     t = Trainer(Objective(), 8, s, evaluate=evaluate)
     history = t.fit()
-    assert [h["val"] for h in history] == [0.5, 0.9, 0.7, 0.6]
+    assert [h["val"] for h in history] == [0.4, 0.5, 0.9, 0.7, 0.6]
     assert t.record["best_epoch"] == 2 and t.record["stopped"].startswith("early stop")
-    assert torch.equal(model.weight, weights[1])
+    assert torch.equal(model.weight, weights[2])
 
 
 def test_max_steps_and_progress_bar(mlp_teacher, digits_splits, capsys):

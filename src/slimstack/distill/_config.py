@@ -27,7 +27,8 @@ class DistillConfig(Config):
         What the student's outputs are matched against the teacher's with. ``"kd"`` is Hinton's
         knowledge distillation (KL divergence of temperature-softened outputs, scaled by T^2);
         ``"mse"``/``"cosine"`` suit regression outputs and embeddings. ``"auto"`` picks ``"kd"`` for
-        classifiers and ``"cosine+mse"`` for sentence encoders and ``"mse"`` for regressors.
+        classifiers, ``"cosine"`` for sentence encoders (their embeddings are unit vectors, where MSE
+        is the cosine loss rescaled) and ``"mse"`` for regressors.
     temperature : float
         Softens both distributions in ``"kd"`` so the teacher's small probabilities (its "dark
         knowledge") carry signal. Must be > 0.

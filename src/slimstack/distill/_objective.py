@@ -25,7 +25,7 @@ __all__ = ["DistillObjective", "resolve_loss"]
 
 def resolve_loss(config: DistillConfig, teacher: Teacher) -> str:
     """The loss kind to use: ``config.loss``, or the natural one for the teacher's outputs."""
-    natural = {"logits": "kd", "embedding": "cosine+mse", "value": "mse"}[teacher.output]
+    natural = {"logits": "kd", "embedding": "cosine", "value": "mse"}[teacher.output]
     if config.loss == "auto":
         return natural
     if config.loss == "kd" and teacher.output != "logits":

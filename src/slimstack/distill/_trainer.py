@@ -117,6 +117,13 @@ class Trainer:
         if ckpt is not None and self.s.resume and ckpt.exists():
             state, best_weights = self._load(ckpt, opt, sched)
             self.record["resumed_from_epoch"] = state["epoch"]
+        elif self.evaluate is not None:
+            # The starting weights are a candidate too: a student initialised from its teacher
+            # (ss.zoo.shrink) can already be good, and training must not make it worse unnoticed.
+            score = self._evaluate()
+            self.history.append({"epoch": 0, "step": 0, "val": score})
+            state.update(best=score, best_epoch=0)
+            best_weights = copy.deepcopy(self.objective.state_dict())
         t0 = time.perf_counter()
         with _progress(self.s.progress and self.rank == 0, total, state["step"]) as bar:
             while state["epoch"] < self.s.epochs and state["stopped"] is None:
