@@ -23,6 +23,29 @@ def mlp_teacher(digits_splits):
     return ss.zoo.train(ss.zoo.digits_mlp(hidden=(64, 32)), digits_splits["train"], epochs=15, seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_encoder():
+    from transformers import BertConfig, BertModel
+
+    from slimstack.zoo import SentenceEncoder
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=6, num_attention_heads=2, intermediate_size=32,
+                     max_position_embeddings=32)
+
+    class Tok:  # characters as tokens: enough to drive a tiny encoder
+        def __call__(self, texts, padding=True, truncation=True, max_length=16, return_tensors="pt"):
+            ids = [[1] + [2 + (ord(c) % 50) for c in t][: max_length - 1] for t in texts]
+            n = max(map(len, ids))
+            return {"input_ids": torch.tensor([i + [0] * (n - len(i)) for i in ids]),
+                    "attention_mask": torch.tensor([[1] * len(i) + [0] * (n - len(i)) for i in ids])}
+
+        def __len__(self):
+            return 60
+
+    return SentenceEncoder(BertModel(cfg).eval(), Tok(), max_length=16).eval()
+
+
 def accuracy(model, ds) -> float:
     model.eval()
     with torch.no_grad():
