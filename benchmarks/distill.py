@@ -106,15 +106,15 @@ def digits(quick: bool) -> tuple[list[dict], dict]:
 # ---------------------------------------------------------------- ensemble
 def ensemble(quick: bool) -> tuple[list[dict], dict]:
     tr, va, te = (ss.datasets.load("digits", split=s, seed=0) for s in ("train", "val", "test"))
-    epochs = 20
+    epochs = 40
     members = []
     for seed in range(5):
         torch.manual_seed(100 + seed)
-        members.append(ss.zoo.train(ss.zoo.digits_mlp(), tr, epochs=epochs, seed=100 + seed))
+        members.append(ss.zoo.train(ss.zoo.digits_mlp(), tr, epochs=epochs, seed=100 + seed, val=va))
     accs = [accuracy(m, te) for m in members]
     ens = MeanProba(members).eval()
     ens_acc = accuracy(ens, te)
-    cfg = ss.DistillConfig(temperature=4.0, alpha=0.9, epochs=40, lr=3e-3, progress=False, threads=1)
+    cfg = ss.DistillConfig(temperature=4.0, alpha=0.5, epochs=epochs, lr=3e-3, progress=False, threads=1)
     dist = []
     for seed in SEEDS:
         torch.manual_seed(seed)
@@ -122,20 +122,25 @@ def ensemble(quick: bool) -> tuple[list[dict], dict]:
         dist.append(accuracy(d.model, te))
         student = d.model
         print(f"ensemble seed {seed}: student={dist[-1]:.4f} ensemble={ens_acc:.4f} best member={max(accs):.4f}", flush=True)
-    c = ss.compare({"ensemble": ens, "student": student, "member": members[int(np.argmax(accs))]}, te,
+    c = ss.compare({"ensemble": ens, "student": student, "member": members[0]}, te,
                    runs=10 if quick else 20, threads=2)
-    best = max(accs)
+    # The best member is the one a user would pick: highest validation accuracy (not test).
+    best_idx = int(np.argmax([accuracy(m, va) for m in members]))
+    best = accs[best_idx]
     gain = ens_acc - best
     kept = (float(np.mean(dist)) - best) / gain if gain > 0 else None
     rows = [
         row("ensemble: 5 digits MLPs (mean probability)", c["ensemble"]),
-        {**row("ensemble: best single member", c["member"]), "quality": best},
+        {**row("ensemble: best single member (chosen on val)", c["member"]), "quality": best},
         {**row("ensemble: one student distilled (mean of 3 seeds)", c["student"]), "quality": float(np.mean(dist)),
          "quality_seeds": dist},
     ]
     summary = {
         "member_accuracies": accs, "ensemble_accuracy": ens_acc, "best_member": best, "mean_member": float(np.mean(accs)),
-        "student_mean": float(np.mean(dist)), "gain_over_best_member": gain, "share_of_gain_kept": kept,
+        "best_member_index": best_idx, "student_mean": float(np.mean(dist)), "gain_over_best_member": gain,
+        "share_of_gain_kept": kept,
+        "share_of_gain_over_mean_member_kept": ((float(np.mean(dist)) - float(np.mean(accs))) / (ens_acc - float(np.mean(accs)))
+                                                if ens_acc > float(np.mean(accs)) else None),
         "cost_ratio_params": params(student) / params(ens),
         "cost_ratio_latency": c.ratio("student", "ensemble", "latency_ms"), "config": cfg.to_dict(),
     }
