@@ -45,6 +45,9 @@ from .merge import GreedySoup, TaskArithmetic, TiesMerging, UniformSoup, merge
 # issue 3: pruning
 from .prune import MagnitudePruning, NMPruning, PruneResult, StructuredPruning, TreePruning, prune
 
+# issue 5: distillation
+from .distill import DistillConfig, DistillResult, distill
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -111,4 +114,8 @@ __all__ = [
     "WeightOnly",
     "QAT",
     "QuantResult",
+    # issue 5: distillation
+    "distill",
+    "DistillConfig",
+    "DistillResult",
 ]
