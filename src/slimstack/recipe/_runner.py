@@ -98,7 +98,8 @@ def prepare(recipe: Recipe, out: Path, console: Console) -> tuple[dict, Any, Ste
         _write_state(out, state)
     example = data["train"].inputs[:1] if data["train"].X is not None else None
     ctx = StepContext(original=model, train=data["train"], val=data["val"], test=data["test"],
-                      example_inputs=None if example is None else _tensor(example), seed=recipe.data.seed)
+                      example_inputs=None if example is None else _tensor(example), seed=recipe.data.seed,
+                      threads=recipe.measure.threads)
     return data, model, ctx, state
 
 

@@ -7,6 +7,7 @@ the one public verb for that kind and returns the new model plus its record.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ __all__ = ["StepContext", "parse_step", "run_step", "STEP_RUNNERS", "plain"]
 _VERB_KEYS = {
     "prune": ("example_inputs_from",),
     "quantize": ("tolerance",),
-    "distill": ("student",),
+    "distill": ("student", "teacher"),
 }
 _DEFAULT_METHOD = {"distill": "DistillConfig"}
 
@@ -33,6 +34,7 @@ class StepContext:
     test: Any
     example_inputs: Any
     seed: int = 0
+    threads: int = 2
 
 
 def parse_step(kind: str, fields: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -56,16 +58,16 @@ def parse_step(kind: str, fields: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 def _run_prune(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
     from .. import prune
 
-    r = prune(model, config, example_inputs=ctx.example_inputs, data=ctx.train)
+    r = prune(model, config, example_inputs=ctx.example_inputs, data=ctx.train, val=ctx.val)
     return r.model, r.record
 
 
 def _run_quantize(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
     from .. import quantize
 
-    kw: dict[str, Any] = {"calibration": ctx.train}
+    kw: dict[str, Any] = {"calibration": ctx.train, "data": ctx.val, "threads": ctx.threads}
     if "tolerance" in extra:
-        kw.update(tolerance=extra["tolerance"], data=ctx.val)
+        kw["tolerance"] = extra["tolerance"]
     q = quantize(model, config, **kw)
     return q.model, q.record
 
@@ -73,15 +75,20 @@ def _run_quantize(model: Any, config: Any, extra: dict[str, Any], ctx: StepConte
 def _run_distill(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
     from .. import distill, zoo
 
-    spec = extra.get("student") or {"shrink": {}}
-    if "shrink" in spec:
+    # Default: the model so far (e.g. just pruned) learns from the original, unpruned model.
+    spec = extra.get("student", "current")
+    teacher_name = extra.get("teacher", "original")
+    if teacher_name not in ("original", "current"):
+        raise ConfigError(f"teacher={teacher_name!r} is not allowed; use 'original' or 'current'")
+    teacher = ctx.original if teacher_name == "original" else model
+    if spec == "current":
+        student = copy.deepcopy(model)
+    elif isinstance(spec, dict) and "shrink" in spec:
         student = zoo.shrink(model, **(spec["shrink"] or {}))
-    elif "zoo" in spec:
-        student = getattr(zoo, spec["zoo"])(**spec.get("kwargs", {}))
     else:
-        raise ConfigError(f"student must be {{shrink: {{...}}}} or {{zoo: name}}, got {spec!r}")
-    d = distill(model, student, config, train=ctx.train, val=ctx.val)
-    return d.model, {"history": d.history}
+        raise ConfigError(f"student must be 'current' or {{shrink: {{layers: N | width: F}}}}, got {spec!r}")
+    d = distill(teacher, student, config, train=ctx.train, val=ctx.val)
+    return d.model, {"teacher": teacher_name, "history": d.history}
 
 
 def _run_combine(kind: str):
