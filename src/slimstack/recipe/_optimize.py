@@ -37,7 +37,12 @@ def apply_params(recipe: Recipe, params: dict[str, Any]) -> list[tuple[str, dict
         if idx is None or idx >= len(steps):
             raise ConfigError(f"search key {key!r} names no step of the recipe; steps are "
                               f"{', '.join(k for k, _ in steps)}")
-        steps[idx][1][field] = value
+        node = steps[idx][1]
+        *parents, leaf = field.split(".")  # e.g. cascade.params.max_accuracy_drop
+        for part in parents:
+            node[part] = dict(node.get(part) or {})
+            node = node[part]
+        node[leaf] = value
     return [(k, f) for k, f in steps if f.get("method") != "none"]
 
 
