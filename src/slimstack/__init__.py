@@ -6,7 +6,7 @@ every result with ``measure``/``compare``. See ``../README.md`` for the tour.
 
 from __future__ import annotations
 
-from . import datasets, io, zoo
+from . import datasets, io, recipe, report, zoo
 from .io import load, save
 from .measure import Comparison, Measurement, compare, measure
 from ._config import Config, config_from_dict, register_config
@@ -21,13 +21,17 @@ from .errors import (
     UnknownNameError,
     UnsafeFileError,
 )
-# issue 4: quantization
+# compress
+from .distill import DistillConfig, DistillResult, distill
+from .prune import MagnitudePruning, NMPruning, PruneResult, StructuredPruning, TreePruning, prune
 from .quantize import QAT, DynamicInt8, QuantResult, StaticInt8, WeightOnly, quantize
 
-# issue 6: ensembles
+# combine
 from .ensemble import (
+    Cascade,
     EnsembleSelection,
     Frozen,
+    HierarchicalClassifier,
     LeakageWarning,
     OnnxClassifier,
     OnnxRegressor,
@@ -39,14 +43,7 @@ from .ensemble import (
     VotingEnsemble,
     VotingEnsembleRegressor,
 )
-# issue 7: hierarchical models (cascades, coarse-to-fine classifiers, weight-space merging)
-from .ensemble import Cascade, HierarchicalClassifier
 from .merge import GreedySoup, TaskArithmetic, TiesMerging, UniformSoup, merge
-# issue 3: pruning
-from .prune import MagnitudePruning, NMPruning, PruneResult, StructuredPruning, TreePruning, prune
-
-# issue 5: distillation
-from .distill import DistillConfig, DistillResult, distill
 
 __version__ = "0.1.0"
 
@@ -56,6 +53,8 @@ __all__ = [
     "datasets",
     "zoo",
     "io",
+    "recipe",
+    "report",
     # measure
     "measure",
     "compare",
@@ -78,7 +77,7 @@ __all__ = [
     "ShapeError",
     "UnknownNameError",
     "UnsafeFileError",
-    # issue 6: ensembles
+    # combine: ensembles
     "ensemble",
     "EnsembleSelection",
     "Frozen",
@@ -92,7 +91,7 @@ __all__ = [
     "TorchRegressor",
     "VotingEnsemble",
     "VotingEnsembleRegressor",
-    # issue 7: hierarchical models (cascades, coarse-to-fine classifiers, weight-space merging)
+    # combine: cascades, hierarchies, weight-space merging
     "Cascade",
     "HierarchicalClassifier",
     "merge",
@@ -100,21 +99,21 @@ __all__ = [
     "GreedySoup",
     "TaskArithmetic",
     "TiesMerging",
-    # issue 3: pruning
+    # compress: pruning
     "prune",
     "MagnitudePruning",
     "NMPruning",
     "StructuredPruning",
     "TreePruning",
     "PruneResult",
-    # issue 4: quantization
+    # compress: quantization
     "quantize",
     "DynamicInt8",
     "StaticInt8",
     "WeightOnly",
     "QAT",
     "QuantResult",
-    # issue 5: distillation
+    # compress: distillation
     "distill",
     "DistillConfig",
     "DistillResult",
