@@ -222,7 +222,7 @@ class OOFCache:
             else:
                 todo.extend((name, est, fold) for fold in range(len(folds)))
         if todo:
-            results = joblib.Parallel(n_jobs=n_jobs)(
+            results = joblib.Parallel(n_jobs=n_jobs, batch_size=1)(
                 joblib.delayed(_fit_predict)(est, X, y, *self._task_rows(f, folds), fit_params,
                                              methods.get(name) if isinstance(f, int) else None, classes)
                 for name, est, f in todo)
