@@ -142,3 +142,11 @@ def test_deterministic_and_input_unchanged(data3):
     b = ss.StackingEnsemble(small_members(), cv=3, random_state=0).fit(X, y).predict_proba(X)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(X, X0)
+
+
+def test_refit_reproduces_sklearn_stacking(data3):
+    X, y = data3
+    cv = StratifiedKFold(4, shuffle=True, random_state=0)
+    ours = ss.StackingEnsemble(small_members(), LogisticRegression(max_iter=1000), cv=cv, refit=True).fit(X, y)
+    ref = StackingClassifier(small_members(), LogisticRegression(max_iter=1000), cv=cv).fit(X, y)
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=1e-6, atol=1e-8)

@@ -105,7 +105,7 @@ class EnsembleBase(_BaseComposition):
                         f"{self.classes_.tolist()[:10]}; members must share one class set. Refit that member on "
                         "all classes or pass TorchClassifier(..., classes=...) listing its output labels.")
 
-    def _check_n_jobs_cv(self) -> None:
+    def _check_cv(self) -> None:
         cv = self.cv
         if isinstance(cv, numbers.Integral) and not isinstance(cv, bool) and cv < 2:
             raise ConfigError(f"cv={cv} is too small; use an int >= 2 or a splitter such as StratifiedKFold(5).")
@@ -118,7 +118,7 @@ class EnsembleBase(_BaseComposition):
         return self.cache
 
     def _folds(self, X, y, groups):
-        self._check_n_jobs_cv()
+        self._check_cv()
         return make_folds(self.cv, X, y, groups, classifier=self._classifier, random_state=self.random_state)
 
     def _record_fits(self, cache: OOFCache, before: int) -> None:

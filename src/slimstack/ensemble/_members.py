@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -410,7 +411,10 @@ def module_to_onnx_bytes(module, example) -> bytes:
     import torch
 
     buf = io.BytesIO()
-    torch.onnx.export(copy.deepcopy(module).eval(), (torch.as_tensor(example),), buf,
-                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
-                      dynamo=False)
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but needs no onnxscript and handles these small modules.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(copy.deepcopy(module).eval(), (torch.as_tensor(example),), buf,
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+                          dynamo=False)
     return buf.getvalue()

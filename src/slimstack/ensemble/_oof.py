@@ -199,16 +199,21 @@ class OOFCache:
 
     def fold_fits(self, members: list[tuple[str, Any]], X, y, folds, *, data_key: str, n_jobs=None,
                   fit_params: dict | None = None, methods: dict[str, str] | None = None,
-                  classes: np.ndarray | None = None) -> dict[str, MemberFit]:
+                  classes: np.ndarray | None = None, with_full: bool = False) -> dict[str, MemberFit]:
         """Fit every member on every fold's training rows (frozen members: once, on nothing new).
 
         With ``methods``, each worker also predicts its fold's test rows, so the out-of-fold
-        predictions are computed in parallel next to the fits.
+        predictions are computed in parallel next to the fits. ``with_full`` adds each member's
+        fit on all rows (for ``refit=True``) to the same dispatch, largest tasks first, so the
+        workers stay busy instead of waiting at a barrier between the two stages.
         """
         fit_params = fit_params or {}
         methods = methods or {}
         keys = {name: self._key(est, data_key, fit_params) for name, est in members}
-        todo = []
+        todo: list[tuple[str, Any, Any]] = []
+        if with_full:
+            todo += [(name, est, "full") for name, est in members
+                     if not is_frozen(est) and "full:" + keys[name] not in self._full]
         for name, est in members:
             if keys[name] in self._entries:
                 self.n_hits += 1
@@ -217,14 +222,16 @@ class OOFCache:
             else:
                 todo.extend((name, est, fold) for fold in range(len(folds)))
         if todo:
-            results = joblib.Parallel(n_jobs=n_jobs)(
-                joblib.delayed(_fit_predict)(est, X, y, None if f is None else folds[f][0],
-                                             None if f is None else folds[f][1], fit_params,
-                                             None if f is None else methods.get(name), classes)
+            results = joblib.Parallel(n_jobs=n_jobs, batch_size=1)(
+                joblib.delayed(_fit_predict)(est, X, y, *self._task_rows(f, folds), fit_params,
+                                             methods.get(name) if isinstance(f, int) else None, classes)
                 for name, est, f in todo)
             grouped: dict[str, list] = {}
             for (name, est, f), result in zip(todo, results):
-                grouped.setdefault(name, []).append(result)
+                if f == "full":
+                    self._full["full:" + keys[name]] = result[0]
+                else:
+                    grouped.setdefault(name, []).append(result)
                 self.n_fits += f is not None
             for name, est in members:
                 if name in grouped:
@@ -235,8 +242,14 @@ class OOFCache:
         return {name: MemberFit(name, self._entries[keys[name]].models, self._entries[keys[name]].frozen)
                 for name, _ in members}
 
+    @staticmethod
+    def _task_rows(f, folds):
+        if isinstance(f, int):
+            return folds[f]
+        return None, None  # a frozen member's no-op fit, or a fit on all rows
+
     def oof(self, members: list[tuple[str, Any]], X, y, folds, *, data_key: str, methods: dict[str, str],
-            classes: np.ndarray | None, n_jobs=None, fit_params: dict | None = None,
+            classes: np.ndarray | None, n_jobs=None, fit_params: dict | None = None, with_full: bool = False,
             ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, MemberFit]]:
         """Out-of-fold outputs per member, the mask of rows that some fold predicted, and the fits.
 
@@ -244,7 +257,7 @@ class OOFCache:
         none (the first block of ``TimeSeriesSplit``) are marked False in the mask.
         """
         fits = self.fold_fits(members, X, y, folds, data_key=data_key, n_jobs=n_jobs, fit_params=fit_params,
-                              methods=methods, classes=classes)
+                              methods=methods, classes=classes, with_full=with_full)
         n = len(y)
         covered = np.zeros(n, dtype=int)
         for _, te in folds:
@@ -260,7 +273,11 @@ class OOFCache:
 
     def full_fits(self, members: list[tuple[str, Any]], X, y, *, data_key: str, n_jobs=None,
                   fit_params: dict | None = None) -> dict[str, MemberFit]:
-        """Each member fitted once on all rows (``refit=True``), cached like the fold models."""
+        """Each member fitted once on all rows (``refit=True``), cached like the fold models.
+
+        ``data_key`` is the one the fold fits used, so fits made by ``oof(..., with_full=True)``
+        are found here.
+        """
         fit_params = fit_params or {}
         keys = {name: "full:" + self._key(est, data_key, fit_params) for name, est in members}
         todo = [(name, est) for name, est in members if keys[name] not in self._full]

@@ -116,7 +116,8 @@ class _StackingBase(TransformingEnsemble):
         folds = self._folds(X, y, groups)
         key = cache.data_key(X, y, folds, groups)
         oof, covered, fits = cache.oof(members, X, y, folds, data_key=key, methods=methods,
-                                       classes=self.classes_ if self._classifier else None, n_jobs=self.n_jobs)
+                                       classes=self.classes_ if self._classifier else None, n_jobs=self.n_jobs,
+                                       with_full=bool(self.refit))
         if self.refit:
             fits = cache.full_fits(members, X, y, data_key=key, n_jobs=self.n_jobs)
         self._check_frozen_classes(fits)

@@ -40,7 +40,7 @@ class _VotingBase(TransformingEnsemble):
             folds = self._folds(X, y, groups)
             key = cache.data_key(X, y, folds, groups)
             oof, covered, fits = cache.oof(members, X, y, folds, data_key=key, methods=methods, classes=classes,
-                                           n_jobs=self.n_jobs)
+                                           n_jobs=self.n_jobs, with_full=bool(self.refit))
             if self.refit:
                 fits = cache.full_fits(members, X, y, data_key=key, n_jobs=self.n_jobs)
         else:
