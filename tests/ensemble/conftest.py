@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from ens_helpers import small_members
+from tests.ensemble.ens_helpers import small_members
 from sklearn.datasets import make_classification
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from ens_helpers import small_members
+from tests.ensemble.ens_helpers import small_members
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from ens_helpers import small_members, split
+from tests.ensemble.ens_helpers import small_members, split
 from sklearn.datasets import make_regression
 from sklearn.ensemble import StackingClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression

@@ -14,7 +14,7 @@ from sklearn.tree import DecisionTreeRegressor
 
 import slimstack as ss
 
-from ens_helpers import small_members, split
+from tests.ensemble.ens_helpers import small_members, split
 
 
 def test_soft_equal_weights_matches_sklearn(data3):
