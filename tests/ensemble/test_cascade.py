@@ -190,3 +190,18 @@ def test_too_few_samples_per_class():
     y = np.array([0, 0, 0, 1, 1, 2])
     with pytest.raises(DataError, match="class 2 has 1 sample"):
         _small_cascade().fit(X, y)
+
+
+def test_torch_stage_and_stacking_stage():
+    """A trained torch module (via ss.TorchClassifier) first, a slimstack ensemble last."""
+    train = ss.datasets.load("digits", split="train", seed=0)
+    val = ss.datasets.load("digits", split="val", seed=0)
+    module = ss.zoo.train(ss.zoo.digits_mlp(hidden=(32,)), train, epochs=5, seed=0)
+    small = ss.TorchClassifier(module, classes=np.arange(10)).fit(train.flat().X, train.y)
+    stack = ss.StackingEnsemble([("nb", GaussianNB()), ("knn", KNeighborsClassifier(5))], cv=3,
+                                random_state=0).fit(train.flat().X, train.y)
+    cascade = Cascade([("torch", small), ("stack", stack)], prefit=True, max_accuracy_drop=0.01)
+    cascade.fit(val.flat().X, val.y)
+    assert cascade.costs_[0] > 0 and cascade.costs_[1] > 0
+    assert cascade.validation_accuracy_ >= cascade.reference_accuracy_ - 0.01 - 1e-9
+    assert cascade.stage_share_["torch"] > 0.3
