@@ -78,6 +78,28 @@ def test_prefit_tuning_meets_goal_and_saves_cost(prefit_stages, digits):
     assert shares[0] == pytest.approx(cascade.stage_share_["nb"])
 
 
+def test_cost_model_charges_call_overhead_once_per_batch():
+    from slimstack.ensemble._cascade import _evaluate_grid
+
+    conf = np.array([[0.9, 0.9, 0.9, 0.1]])  # at threshold 0.5 the first stage answers 3 of 4 rows
+    correct = np.ones((2, 4), dtype=bool)
+    grid = [np.array([0.5])]
+    plain = _evaluate_grid(conf, correct, np.array([1.0, 10.0]), grid)
+    assert plain["cost"][0] == pytest.approx(1.0 + 10.0 * 0.25)
+    # stage 2 costs 10 per row at batch 4, of which 8 per call (2 per row amortised) is overhead
+    batched = _evaluate_grid(conf, correct, np.array([1.0, 10.0]), grid, overhead=np.array([0.0, 8.0]), batch=4)
+    p_call = 1 - 0.75 ** 4  # a batch of 4 rows holds a deferred row with this probability
+    assert batched["cost"][0] == pytest.approx(1.0 + 8.0 * 0.25 + 8.0 * p_call / 4)
+    assert batched["cost"][0] > plain["cost"][0]
+
+
+def test_measured_costs_split_overhead(prefit_stages):
+    nb, knn, X_val, y_val = prefit_stages
+    cascade = Cascade([("lr", nb), ("knn", knn)], prefit=True, cost_repeats=2).fit(X_val, y_val)
+    assert cascade.call_overhead_.shape == (2,) and np.all(cascade.call_overhead_ >= 0)
+    assert np.all(cascade.call_overhead_ <= cascade.costs_ * min(256, len(y_val)) + 1e-12)
+
+
 def test_curve_is_complete_and_pareto_monotone(prefit_stages):
     nb, knn, X_val, y_val = prefit_stages
     cascade = Cascade([("nb", nb), ("knn", knn)], prefit=True, costs=[1.0, 10.0]).fit(X_val, y_val)
