@@ -141,20 +141,16 @@ def choose_cheap(X: np.ndarray, y: np.ndarray, threads: int) -> tuple[str, dict[
     return max(info, key=lambda n: info[n]["accuracy_per_ms"]), info
 
 
-def test_curve(cascade: Any, probas: list[np.ndarray], y: np.ndarray, costs: np.ndarray) -> dict[str, list]:
-    """Test accuracy and expected cost at every Pareto threshold of the validation curve."""
-    from slimstack.ensemble._cascade import confidence_scores
+def test_curve(cascade: Any, probas: list[np.ndarray], y: np.ndarray) -> dict[str, list]:
+    """Test accuracy and modelled cost (the cascade's own cost model) at every Pareto threshold."""
+    from slimstack.ensemble._cascade import _evaluate_grid, confidence_scores
 
-    conf = confidence_scores(probas[0], cascade.confidence)
-    correct = [cascade.classes_[p.argmax(1)] == y for p in probas]
-    pts: dict[str, list] = {"threshold": [], "accuracy": [], "cost_ms_per_sample": [], "share_first": []}
-    for t in np.unique(cascade.curve_["thresholds"][cascade.curve_["pareto"], 0]):
-        first = conf > t
-        pts["threshold"].append(float(t))
-        pts["accuracy"].append(float(np.where(first, correct[0], correct[1]).mean()))
-        pts["cost_ms_per_sample"].append(float(costs[0] + costs[1] * (1 - first.mean())))
-        pts["share_first"].append(float(first.mean()))
-    return pts
+    conf = confidence_scores(probas[0], cascade.confidence)[None, :]
+    correct = np.stack([cascade.classes_[p.argmax(1)] == y for p in probas])
+    grid = [np.unique(cascade.curve_["thresholds"][cascade.curve_["pareto"], 0])]
+    cur = _evaluate_grid(conf, correct, cascade.costs_, grid, cascade.call_overhead_, cascade.cost_batch_size)
+    return {"threshold": cur["thresholds"][:, 0].tolist(), "accuracy": cur["accuracy"].tolist(),
+            "cost_ms_per_sample": cur["cost"].tolist(), "share_first": cur["stage_share"][:, 0].tolist()}
 
 
 def bench_cascade(dataset: str, args, rows: list, extra: dict) -> None:
@@ -204,7 +200,9 @@ def bench_cascade(dataset: str, args, rows: list, extra: dict) -> None:
         probas = [cheap[n].predict_proba(X_te), p_stack]
         block["cascades"][n] = {
             "threshold": float(c.thresholds_[0]), "confidence": c.confidence,
-            "fit_costs_ms_per_sample": c.costs_.tolist(), "validation_accuracy": c.validation_accuracy_,
+            "fit_costs_ms_per_sample": c.costs_.tolist(), "fit_call_overhead_ms": c.call_overhead_.tolist(),
+            "validation_modelled_cost_vs_stack": c.mean_cost_ / c.reference_cost_,
+            "validation_accuracy": c.validation_accuracy_,
             "validation_reference_accuracy": c.reference_accuracy_, "validation_stage_share": c.stage_share_,
             "test_accuracy": acc, "test_stage_share": share.tolist(), "measured_cost_vs_stack": ratio,
             "measured_cost_vs_stack_one_call": ratio_whole,
@@ -213,7 +211,7 @@ def bench_cascade(dataset: str, args, rows: list, extra: dict) -> None:
                                  "accuracy": c.curve_["accuracy"].tolist(),
                                  "cost_ms_per_sample": c.curve_["cost"].tolist(),
                                  "pareto": c.curve_["pareto"].tolist()},
-            "curve_test": test_curve(c, probas, y_te, c.costs_),
+            "curve_test": test_curve(c, probas, y_te),
         }
     block["stack_test_accuracy"] = acc_stack
     extra.setdefault("cascade", {})[dataset] = block
