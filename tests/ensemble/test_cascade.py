@@ -227,3 +227,13 @@ def test_torch_stage_and_stacking_stage():
     assert cascade.costs_[0] > 0 and cascade.costs_[1] > 0
     assert cascade.validation_accuracy_ >= cascade.reference_accuracy_ - 0.01 - 1e-9
     assert cascade.stage_share_["torch"] > 0.3
+
+
+def test_frozen_prefit_stages_survive_clone(prefit_stages):
+    """clone() refits nothing: ss.Frozen keeps prefit stages fitted through clone and grid search."""
+    from sklearn.base import clone
+
+    nb, knn, X_val, y_val = prefit_stages
+    cascade = Cascade([("lr", ss.Frozen(nb)), ("knn", ss.Frozen(knn))], prefit=True, costs=[1.0, 10.0])
+    copy_ = clone(cascade).fit(X_val, y_val)
+    np.testing.assert_array_equal(copy_.predict(X_val[:20]), cascade.fit(X_val, y_val).predict(X_val[:20]))

@@ -99,7 +99,8 @@ class Cascade(ClassifierMixin, _BaseComposition):
         the rows separates each stage's fixed per-call overhead (``call_overhead_``), which a stage
         pays once per batch however few rows reach it. Given ``costs`` have no overhead.
     prefit : bool, default=False
-        Use the stages as fitted; ``fit`` then only measures costs and tunes thresholds.
+        Use the stages as fitted; ``fit`` then only measures costs and tunes thresholds. Wrap the
+        stages in ``ss.Frozen`` to keep them fitted through ``sklearn.base.clone``.
     validation_fraction : float in (0, 1), default=0.25
         Share of the data held out for tuning when ``prefit=False``.
     refit : bool, default=False
