@@ -5,17 +5,23 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.base import is_classifier, is_regressor
+from sklearn.base import TransformerMixin, is_classifier, is_regressor
 from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from ..errors import ConfigError, DataError, ModelError
+from ..errors import ConfigError, DataError, ModelError, close_matches
 from ._members import as_member, is_frozen
 from ._oof import MemberFit, OOFCache, make_folds
 
-__all__ = ["EnsembleBase"]
+__all__ = ["EnsembleBase", "TransformingEnsemble", "choice_error"]
+
+
+def choice_error(param: str, value, choices) -> ConfigError:
+    """The error for a parameter outside its allowed strings: the value, the choices, the nearest."""
+    allowed = ", ".join(repr(c) for c in choices)
+    return ConfigError(f"{param}={value!r} is not allowed; use one of {allowed}.{close_matches(value, choices)}")
 
 
 class EnsembleBase(_BaseComposition):
@@ -99,7 +105,7 @@ class EnsembleBase(_BaseComposition):
                         f"{self.classes_.tolist()[:10]}; members must share one class set. Refit that member on "
                         "all classes or pass TorchClassifier(..., classes=...) listing its output labels.")
 
-    def _check_n_jobs_cv(self) -> None:
+    def _check_cv(self) -> None:
         cv = self.cv
         if isinstance(cv, numbers.Integral) and not isinstance(cv, bool) and cv < 2:
             raise ConfigError(f"cv={cv} is too small; use an int >= 2 or a splitter such as StratifiedKFold(5).")
@@ -112,8 +118,17 @@ class EnsembleBase(_BaseComposition):
         return self.cache
 
     def _folds(self, X, y, groups):
-        self._check_n_jobs_cv()
+        self._check_cv()
         return make_folds(self.cv, X, y, groups, classifier=self._classifier, random_state=self.random_state)
 
     def _record_fits(self, cache: OOFCache, before: int) -> None:
         self.n_fits_ = cache.n_fits - before
+
+
+class TransformingEnsemble(TransformerMixin, EnsembleBase):
+    """An ensemble whose ``transform`` returns the members' outputs (voting, stacking)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []  # member outputs (labels, probabilities), not X's dtype
+        return tags

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.frozen import FrozenEstimator
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from ..errors import ModelError, ShapeError
+from ..errors import DataError, ModelError, ShapeError
 
 __all__ = ["TorchClassifier", "TorchRegressor", "OnnxClassifier", "OnnxRegressor", "Frozen",
            "is_frozen", "as_member"]
@@ -101,6 +102,9 @@ class _PrefitBase(BaseEstimator):
                     f"include; pass classes= listing every output column's label in order.")
         else:
             classes = np.unique(y)
+            if len(classes) < 2:
+                raise DataError(f"y has 1 class ({classes[0]!r}); a classifier needs at least 2 classes, or pass "
+                                "classes= listing the model's output labels.")
         self.classes_ = classes
         return np.searchsorted(classes, y) if self.classes is None else _index_of(classes, y)
 
@@ -128,10 +132,9 @@ class _PrefitBase(BaseEstimator):
         looks_like_proba = out.min() >= 0 and (out.ndim == 1 or np.allclose(out.sum(axis=1), 1, atol=1e-3))
         return "proba" if looks_like_proba else "logits"
 
+    @available_if(lambda self: self._classifier)
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one column per entry of ``classes_``."""
-        if not self._classifier:
-            raise AttributeError("regressors have no predict_proba")
         check_is_fitted(self)
         return self._check_width(self._forward(self._input(X)))
 
@@ -192,7 +195,7 @@ class _TorchBase(_PrefitBase):
 
         if self.output not in ("auto", "logits", "proba"):
             raise ModelError(f"output={self.output!r} is not allowed; use 'auto', 'logits' or 'proba'.")
-        X = validate_data(self, X, dtype=np.float32)
+        X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=not self._classifier)
         target = self._set_targets(y)
         if self.prefit and self.module is None:
             raise ModelError("prefit=True needs a trained module; pass TorchClassifier(module) or set "
@@ -328,11 +331,11 @@ class _OnnxBase(_PrefitBase):
 
     def fit(self, X, y):
         """Record ``classes_`` and open an ONNX Runtime session; the model is never trained."""
-        validate_data(self, X, dtype=np.float32)
+        X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=not self._classifier)
         self._set_targets(y)
         self.model_bytes_ = self._model_bytes()
         self._session = None
-        self._forward(self._input(np.asarray(X)[:1]))  # fail here, not at predict, on a bad model
+        self._forward(self._input(X[:1]))  # fail here, not at predict, on a bad model
         return self
 
     def _model_bytes(self) -> bytes:

@@ -43,7 +43,7 @@ def make_folds(cv: Any, X, y, groups=None, *, classifier: bool, random_state=Non
         if cv < 2:
             raise ConfigError(f"cv={cv} is too small; use an int >= 2 or a splitter such as KFold(5).")
         if cv > n:
-            raise DataError(f"cv={cv} is larger than the number of samples ({n}); use cv <= {n}.")
+            raise DataError(f"cv={cv} is larger than the number of samples (n_samples={n}); use cv <= {n}.")
         if classifier:
             _, counts = np.unique(y, return_counts=True)
             if cv > counts.min():
@@ -122,6 +122,14 @@ class _Entry:
     models: list
     frozen: bool
     oof: dict[str, np.ndarray] = field(default_factory=dict)
+    fold_preds: dict[str, list] = field(default_factory=dict)  # per method: each fold model on its test rows
+
+
+def _fit_predict(est, X, y, train, test, fit_params, method, classes):
+    """Fit on ``train`` and predict ``test`` in the same worker, as ``cross_val_predict`` does."""
+    model = _fit_one(est, X, y, train, fit_params)
+    pred = None if method is None else member_output(model, _rows(X, test), method, classes)
+    return model, pred
 
 
 def _fit_one(est, X, y, train, fit_params):
@@ -153,11 +161,11 @@ class OOFCache:
     Examples
     --------
     >>> from sklearn.datasets import load_breast_cancer
-    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.naive_bayes import GaussianNB
     >>> from sklearn.tree import DecisionTreeClassifier
     >>> import slimstack as ss
     >>> X, y = load_breast_cancer(return_X_y=True)
-    >>> members = [("lr", LogisticRegression(max_iter=3000)), ("dt", DecisionTreeClassifier(max_depth=3, random_state=0))]
+    >>> members = [("nb", GaussianNB()), ("dt", DecisionTreeClassifier(max_depth=3, random_state=0))]
     >>> cache = ss.OOFCache()
     >>> _ = ss.VotingEnsemble(members, weights="learn", cv=5, random_state=0, cache=cache).fit(X, y)
     >>> _ = ss.StackingEnsemble(members, cv=5, random_state=0, cache=cache).fit(X, y)
@@ -190,11 +198,22 @@ class OOFCache:
         return joblib.hash((X, y, groups, [(tr, te) for tr, te in folds]))
 
     def fold_fits(self, members: list[tuple[str, Any]], X, y, folds, *, data_key: str, n_jobs=None,
-                  fit_params: dict | None = None) -> dict[str, MemberFit]:
-        """Fit every member on every fold's training rows (frozen members: once, on nothing new)."""
+                  fit_params: dict | None = None, methods: dict[str, str] | None = None,
+                  classes: np.ndarray | None = None, with_full: bool = False) -> dict[str, MemberFit]:
+        """Fit every member on every fold's training rows (frozen members: once, on nothing new).
+
+        With ``methods``, each worker also predicts its fold's test rows, so the out-of-fold
+        predictions are computed in parallel next to the fits. ``with_full`` adds each member's
+        fit on all rows (for ``refit=True``) to the same dispatch, largest tasks first, so the
+        workers stay busy instead of waiting at a barrier between the two stages.
+        """
         fit_params = fit_params or {}
+        methods = methods or {}
         keys = {name: self._key(est, data_key, fit_params) for name, est in members}
-        todo = []
+        todo: list[tuple[str, Any, Any]] = []
+        if with_full:
+            todo += [(name, est, "full") for name, est in members
+                     if not is_frozen(est) and "full:" + keys[name] not in self._full]
         for name, est in members:
             if keys[name] in self._entries:
                 self.n_hits += 1
@@ -203,28 +222,42 @@ class OOFCache:
             else:
                 todo.extend((name, est, fold) for fold in range(len(folds)))
         if todo:
-            fitted = joblib.Parallel(n_jobs=n_jobs)(
-                joblib.delayed(_fit_one)(est, X, y, None if f is None else folds[f][0], fit_params)
-                for _, est, f in todo)
+            results = joblib.Parallel(n_jobs=n_jobs)(
+                joblib.delayed(_fit_predict)(est, X, y, *self._task_rows(f, folds), fit_params,
+                                             methods.get(name) if isinstance(f, int) else None, classes)
+                for name, est, f in todo)
             grouped: dict[str, list] = {}
-            for (name, est, f), model in zip(todo, fitted):
-                grouped.setdefault(name, []).append(model)
+            for (name, est, f), result in zip(todo, results):
+                if f == "full":
+                    self._full["full:" + keys[name]] = result[0]
+                else:
+                    grouped.setdefault(name, []).append(result)
                 self.n_fits += f is not None
             for name, est in members:
                 if name in grouped:
-                    self._entries[keys[name]] = _Entry(grouped[name], is_frozen(est))
+                    entry = _Entry([m for m, _ in grouped[name]], is_frozen(est))
+                    if not entry.frozen and methods.get(name):
+                        entry.fold_preds[methods[name]] = [p for _, p in grouped[name]]
+                    self._entries[keys[name]] = entry
         return {name: MemberFit(name, self._entries[keys[name]].models, self._entries[keys[name]].frozen)
                 for name, _ in members}
 
+    @staticmethod
+    def _task_rows(f, folds):
+        if isinstance(f, int):
+            return folds[f]
+        return None, None  # a frozen member's no-op fit, or a fit on all rows
+
     def oof(self, members: list[tuple[str, Any]], X, y, folds, *, data_key: str, methods: dict[str, str],
-            classes: np.ndarray | None, n_jobs=None, fit_params: dict | None = None,
+            classes: np.ndarray | None, n_jobs=None, fit_params: dict | None = None, with_full: bool = False,
             ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, MemberFit]]:
         """Out-of-fold outputs per member, the mask of rows that some fold predicted, and the fits.
 
         Rows in several test folds (repeated splitters) get the mean of their predictions; rows in
         none (the first block of ``TimeSeriesSplit``) are marked False in the mask.
         """
-        fits = self.fold_fits(members, X, y, folds, data_key=data_key, n_jobs=n_jobs, fit_params=fit_params)
+        fits = self.fold_fits(members, X, y, folds, data_key=data_key, n_jobs=n_jobs, fit_params=fit_params,
+                              methods=methods, classes=classes, with_full=with_full)
         n = len(y)
         covered = np.zeros(n, dtype=int)
         for _, te in folds:
@@ -240,7 +273,11 @@ class OOFCache:
 
     def full_fits(self, members: list[tuple[str, Any]], X, y, *, data_key: str, n_jobs=None,
                   fit_params: dict | None = None) -> dict[str, MemberFit]:
-        """Each member fitted once on all rows (``refit=True``), cached like the fold models."""
+        """Each member fitted once on all rows (``refit=True``), cached like the fold models.
+
+        ``data_key`` is the one the fold fits used, so fits made by ``oof(..., with_full=True)``
+        are found here.
+        """
         fit_params = fit_params or {}
         keys = {name: "full:" + self._key(est, data_key, fit_params) for name, est in members}
         todo = [(name, est) for name, est in members if keys[name] not in self._full]
@@ -262,7 +299,9 @@ class OOFCache:
     def _compute_oof(entry: _Entry, X, folds, method, classes, covered) -> np.ndarray:
         if entry.frozen:
             return member_output(entry.models[0], X, method, classes)
-        parts = [(te, member_output(m, _rows(X, te), method, classes)) for m, (_, te) in zip(entry.models, folds)]
+        preds = entry.fold_preds.get(method) or [member_output(m, _rows(X, te), method, classes)
+                                                 for m, (_, te) in zip(entry.models, folds)]
+        parts = [(te, p) for p, (_, te) in zip(preds, folds)]
         first = parts[0][1]
         if method == "predict" and classes is not None:
             out = np.empty(len(covered), dtype=first.dtype)

@@ -8,8 +8,8 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import ConfigError, ModelError, unknown_name
-from ._base import EnsembleBase
+from ..errors import ConfigError, ModelError
+from ._base import EnsembleBase, choice_error
 from ._weights import POOLINGS, caruana_selection, pool, proba_scorer
 
 __all__ = ["EnsembleSelection"]
@@ -53,7 +53,10 @@ class EnsembleSelection(ClassifierMixin, EnsembleBase):
     >>> from sklearn.tree import DecisionTreeClassifier
     >>> import slimstack as ss
     >>> X, y = load_breast_cancer(return_X_y=True)
-    >>> sel = ss.EnsembleSelection([("lr", LogisticRegression(max_iter=5000)), ("nb", GaussianNB()),
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> lr = make_pipeline(StandardScaler(), LogisticRegression())
+    >>> sel = ss.EnsembleSelection([("lr", lr), ("nb", GaussianNB()),
     ...                             ("dt", DecisionTreeClassifier(random_state=0))], cv=3, random_state=0).fit(X, y)
     >>> float(sel.weights_.sum())
     1.0
@@ -79,7 +82,7 @@ class EnsembleSelection(ClassifierMixin, EnsembleBase):
         if not (self.n_init == "auto" or (isinstance(self.n_init, numbers.Integral) and self.n_init >= 1)):
             raise ConfigError(f"n_init={self.n_init!r} is not allowed; use 'auto' or an int >= 1.")
         if self.pooling not in POOLINGS:
-            raise unknown_name("pooling", self.pooling, POOLINGS)
+            raise choice_error("pooling", self.pooling, POOLINGS)
         members = self._members()
         X, y = self._check_X_y(X, y, members)
         for name, est in members:
@@ -130,4 +133,5 @@ class EnsembleSelection(ClassifierMixin, EnsembleBase):
 
     def predict(self, X):
         """The class with the largest pooled probability."""
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -21,7 +21,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ConfigError
-from ._base import EnsembleBase
+from ._base import TransformingEnsemble
 from ._oof import response_method
 
 __all__ = ["StackingEnsemble", "StackingEnsembleRegressor", "LeakageWarning"]
@@ -38,7 +38,7 @@ def _final_has(attr):
                                 else self._final(), attr)
 
 
-class _StackingBase(EnsembleBase):
+class _StackingBase(TransformingEnsemble):
     def _final(self):
         if self.final_estimator is not None:
             return self.final_estimator
@@ -116,7 +116,8 @@ class _StackingBase(EnsembleBase):
         folds = self._folds(X, y, groups)
         key = cache.data_key(X, y, folds, groups)
         oof, covered, fits = cache.oof(members, X, y, folds, data_key=key, methods=methods,
-                                       classes=self.classes_ if self._classifier else None, n_jobs=self.n_jobs)
+                                       classes=self.classes_ if self._classifier else None, n_jobs=self.n_jobs,
+                                       with_full=bool(self.refit))
         if self.refit:
             fits = cache.full_fits(members, X, y, data_key=key, n_jobs=self.n_jobs)
         self._check_frozen_classes(fits)

@@ -7,14 +7,14 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import ConfigError, ModelError, unknown_name
-from ._base import EnsembleBase
+from ..errors import ConfigError, ModelError
+from ._base import TransformingEnsemble, choice_error
 from ._weights import POOLINGS, apply_temperature, fit_temperature, learn_weights, pool, proba_scorer
 
 __all__ = ["VotingEnsemble", "VotingEnsembleRegressor"]
 
 
-class _VotingBase(EnsembleBase):
+class _VotingBase(TransformingEnsemble):
     def _check_weights(self, K: int):
         w = self.weights
         if w is None or (isinstance(w, str) and w == "learn"):
@@ -40,7 +40,7 @@ class _VotingBase(EnsembleBase):
             folds = self._folds(X, y, groups)
             key = cache.data_key(X, y, folds, groups)
             oof, covered, fits = cache.oof(members, X, y, folds, data_key=key, methods=methods, classes=classes,
-                                           n_jobs=self.n_jobs)
+                                           n_jobs=self.n_jobs, with_full=bool(self.refit))
             if self.refit:
                 fits = cache.full_fits(members, X, y, data_key=key, n_jobs=self.n_jobs)
         else:
@@ -96,9 +96,12 @@ class VotingEnsemble(ClassifierMixin, _VotingBase):
     >>> from sklearn.datasets import load_wine
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.naive_bayes import GaussianNB
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
     >>> import slimstack as ss
     >>> X, y = load_wine(return_X_y=True)
-    >>> vote = ss.VotingEnsemble([("lr", LogisticRegression(max_iter=5000)), ("nb", GaussianNB())],
+    >>> lr = make_pipeline(StandardScaler(), LogisticRegression())
+    >>> vote = ss.VotingEnsemble([("lr", lr), ("nb", GaussianNB())],
     ...                          weights="learn", cv=3, random_state=0).fit(X, y)
     >>> round(float(vote.weights_.sum()), 6), vote.n_fits_
     (1.0, 6)
@@ -121,9 +124,9 @@ class VotingEnsemble(ClassifierMixin, _VotingBase):
     def fit(self, X, y, groups=None):
         """Fit the members (and, for learned weights or temperatures, their fold copies); returns self."""
         if self.voting not in ("soft", "hard"):
-            raise unknown_name("voting", self.voting, ("soft", "hard"))
+            raise choice_error("voting", self.voting, ("soft", "hard"))
         if self.pooling not in POOLINGS:
-            raise unknown_name("pooling", self.pooling, POOLINGS)
+            raise choice_error("pooling", self.pooling, POOLINGS)
         members = self._members()
         X, y = self._check_X_y(X, y, members)
         K = len(members)
