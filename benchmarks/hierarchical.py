@@ -148,7 +148,7 @@ def test_curve(cascade: Any, probas: list[np.ndarray], y: np.ndarray) -> dict[st
     conf = confidence_scores(probas[0], cascade.confidence)[None, :]
     correct = np.stack([cascade.classes_[p.argmax(1)] == y for p in probas])
     grid = [np.unique(cascade.curve_["thresholds"][cascade.curve_["pareto"], 0])]
-    cur = _evaluate_grid(conf, correct, cascade.costs_, grid, cascade.call_overhead_, cascade.cost_batch_size)
+    cur = _evaluate_grid(conf, correct, cascade.costs_, grid, cascade.call_overhead_, cascade.cost_batch_)
     return {"threshold": cur["thresholds"][:, 0].tolist(), "accuracy": cur["accuracy"].tolist(),
             "cost_ms_per_sample": cur["cost"].tolist(), "share_first": cur["stage_share"][:, 0].tolist()}
 

@@ -121,7 +121,9 @@ class Cascade(ClassifierMixin, _BaseComposition):
     classes_ : ndarray
     thresholds_ : ndarray of shape (n_stages - 1,)
     costs_ : ndarray of shape (n_stages,)
-        Cost per sample of each stage (at ``cost_batch_size`` rows per call).
+        Cost per sample of each stage (at ``cost_batch_`` rows per call).
+    cost_batch_ : int
+        Rows per call behind ``costs_``: ``cost_batch_size``, or fewer on a small validation set.
     call_overhead_ : ndarray of shape (n_stages,)
         Measured fixed cost of one call of each stage (zeros when ``costs`` is given). A stage that
         answers few rows still pays it once per batch; the curve's mean cost includes it.
@@ -236,7 +238,8 @@ class Cascade(ClassifierMixin, _BaseComposition):
         conf = np.stack([confidence_scores(p, self.confidence) for p in probas[:-1]]) if len(probas) > 1 \
             else np.empty((0, len(y_val)))
         self.costs_, self.call_overhead_ = self._stage_costs(fitted, X_val)
-        batch = int(self.cost_batch_size)
+        # rows per call the costs were measured at (fewer than cost_batch_size on small validation sets)
+        self.cost_batch_ = batch = min(int(self.cost_batch_size), len(y_val))
 
         self.curve_ = _evaluate_grid(conf, correct, self.costs_, self._grids(conf), self.call_overhead_, batch)
         self.reference_accuracy_ = float(correct[-1].mean())
