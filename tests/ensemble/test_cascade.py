@@ -78,6 +78,28 @@ def test_prefit_tuning_meets_goal_and_saves_cost(prefit_stages, digits):
     assert shares[0] == pytest.approx(cascade.stage_share_["nb"])
 
 
+def test_cost_model_charges_call_overhead_once_per_batch():
+    from slimstack.ensemble._cascade import _evaluate_grid
+
+    conf = np.array([[0.9, 0.9, 0.9, 0.1]])  # at threshold 0.5 the first stage answers 3 of 4 rows
+    correct = np.ones((2, 4), dtype=bool)
+    grid = [np.array([0.5])]
+    plain = _evaluate_grid(conf, correct, np.array([1.0, 10.0]), grid)
+    assert plain["cost"][0] == pytest.approx(1.0 + 10.0 * 0.25)
+    # stage 2 costs 10 per row at batch 4, of which 8 per call (2 per row amortised) is overhead
+    batched = _evaluate_grid(conf, correct, np.array([1.0, 10.0]), grid, overhead=np.array([0.0, 8.0]), batch=4)
+    p_call = 1 - 0.75 ** 4  # a batch of 4 rows holds a deferred row with this probability
+    assert batched["cost"][0] == pytest.approx(1.0 + 8.0 * 0.25 + 8.0 * p_call / 4)
+    assert batched["cost"][0] > plain["cost"][0]
+
+
+def test_measured_costs_split_overhead(prefit_stages):
+    nb, knn, X_val, y_val = prefit_stages
+    cascade = Cascade([("lr", nb), ("knn", knn)], prefit=True, cost_repeats=2).fit(X_val, y_val)
+    assert cascade.call_overhead_.shape == (2,) and np.all(cascade.call_overhead_ >= 0)
+    assert np.all(cascade.call_overhead_ <= cascade.costs_ * min(256, len(y_val)) + 1e-12)
+
+
 def test_curve_is_complete_and_pareto_monotone(prefit_stages):
     nb, knn, X_val, y_val = prefit_stages
     cascade = Cascade([("nb", nb), ("knn", knn)], prefit=True, costs=[1.0, 10.0]).fit(X_val, y_val)
@@ -190,3 +212,28 @@ def test_too_few_samples_per_class():
     y = np.array([0, 0, 0, 1, 1, 2])
     with pytest.raises(DataError, match="class 2 has 1 sample"):
         _small_cascade().fit(X, y)
+
+
+def test_torch_stage_and_stacking_stage():
+    """A trained torch module (via ss.TorchClassifier) first, a slimstack ensemble last."""
+    train = ss.datasets.load("digits", split="train", seed=0)
+    val = ss.datasets.load("digits", split="val", seed=0)
+    module = ss.zoo.train(ss.zoo.digits_mlp(hidden=(32,)), train, epochs=5, seed=0)
+    small = ss.TorchClassifier(module, classes=np.arange(10)).fit(train.flat().X, train.y)
+    stack = ss.StackingEnsemble([("nb", GaussianNB()), ("knn", KNeighborsClassifier(5))], cv=3,
+                                random_state=0).fit(train.flat().X, train.y)
+    cascade = Cascade([("torch", small), ("stack", stack)], prefit=True, max_accuracy_drop=0.01)
+    cascade.fit(val.flat().X, val.y)
+    assert cascade.costs_[0] > 0 and cascade.costs_[1] > 0
+    assert cascade.validation_accuracy_ >= cascade.reference_accuracy_ - 0.01 - 1e-9
+    assert cascade.stage_share_["torch"] > 0.3
+
+
+def test_frozen_prefit_stages_survive_clone(prefit_stages):
+    """clone() refits nothing: ss.Frozen keeps prefit stages fitted through clone and grid search."""
+    from sklearn.base import clone
+
+    nb, knn, X_val, y_val = prefit_stages
+    cascade = Cascade([("lr", ss.Frozen(nb)), ("knn", ss.Frozen(knn))], prefit=True, costs=[1.0, 10.0])
+    copy_ = clone(cascade).fit(X_val, y_val)
+    np.testing.assert_array_equal(copy_.predict(X_val[:20]), cascade.fit(X_val, y_val).predict(X_val[:20]))

@@ -95,9 +95,12 @@ class Cascade(ClassifierMixin, _BaseComposition):
     costs : sequence of float, default=None
         Cost of running each stage on one sample. ``None`` measures it in ``fit``: the median
         latency of ``predict_proba`` on ``cost_batch_size`` validation rows, with ``n_threads``
-        threads, stages timed interleaved, in milliseconds per sample.
+        threads, stages timed interleaved, in milliseconds per sample; a second timing on 1/16 of
+        the rows separates each stage's fixed per-call overhead (``call_overhead_``), which a stage
+        pays once per batch however few rows reach it. Given ``costs`` have no overhead.
     prefit : bool, default=False
-        Use the stages as fitted; ``fit`` then only measures costs and tunes thresholds.
+        Use the stages as fitted; ``fit`` then only measures costs and tunes thresholds. Wrap the
+        stages in ``ss.Frozen`` to keep them fitted through ``sklearn.base.clone``.
     validation_fraction : float in (0, 1), default=0.25
         Share of the data held out for tuning when ``prefit=False``.
     refit : bool, default=False
@@ -118,7 +121,12 @@ class Cascade(ClassifierMixin, _BaseComposition):
     classes_ : ndarray
     thresholds_ : ndarray of shape (n_stages - 1,)
     costs_ : ndarray of shape (n_stages,)
-        Cost per sample of each stage.
+        Cost per sample of each stage (at ``cost_batch_`` rows per call).
+    cost_batch_ : int
+        Rows per call behind ``costs_``: ``cost_batch_size``, or fewer on a small validation set.
+    call_overhead_ : ndarray of shape (n_stages,)
+        Measured fixed cost of one call of each stage (zeros when ``costs`` is given). A stage that
+        answers few rows still pays it once per batch; the curve's mean cost includes it.
     curve_ : dict of ndarrays
         Every evaluated threshold setting: ``thresholds`` (m, n_stages - 1), ``accuracy`` (m,),
         ``cost`` (m,) mean cost per sample, ``stage_share`` (m, n_stages) and ``pareto`` (m,),
@@ -229,15 +237,18 @@ class Cascade(ClassifierMixin, _BaseComposition):
         correct = np.stack([self.classes_[p.argmax(axis=1)] == y_val for p in probas])
         conf = np.stack([confidence_scores(p, self.confidence) for p in probas[:-1]]) if len(probas) > 1 \
             else np.empty((0, len(y_val)))
-        self.costs_ = self._stage_costs(fitted, X_val)
+        self.costs_, self.call_overhead_ = self._stage_costs(fitted, X_val)
+        # rows per call the costs were measured at (fewer than cost_batch_size on small validation sets)
+        self.cost_batch_ = batch = min(int(self.cost_batch_size), len(y_val))
 
-        self.curve_ = _evaluate_grid(conf, correct, self.costs_, self._grids(conf))
+        self.curve_ = _evaluate_grid(conf, correct, self.costs_, self._grids(conf), self.call_overhead_, batch)
         self.reference_accuracy_ = float(correct[-1].mean())
         self.reference_cost_ = float(self.costs_[-1])
         if self.thresholds is None:
             choice = self._choose()
         else:  # the user's thresholds, placed on the curve so it stays comparable
-            given = _evaluate_grid(conf, correct, self.costs_, [np.array([t]) for t in self.thresholds])
+            given = _evaluate_grid(conf, correct, self.costs_, [np.array([t]) for t in self.thresholds],
+                                   self.call_overhead_, batch)
             self.curve_ = {k: np.concatenate([self.curve_[k], given[k]]) for k in self.curve_}
             self.curve_["pareto"] = _pareto(self.curve_["accuracy"], self.curve_["cost"])
             self.goal_met_ = True
@@ -281,21 +292,34 @@ class Cascade(ClassifierMixin, _BaseComposition):
                 raise ConfigError(f"costs={list(self.costs)!r} must hold one finite cost >= 0 per stage "
                                   f"({n_stages}), or be None to measure latency")
 
-    def _stage_costs(self, fitted: list[tuple[str, Any]], X_val: Any) -> np.ndarray:
+    def _stage_costs(self, fitted: list[tuple[str, Any]], X_val: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample cost at ``cost_batch_size`` rows and the fixed cost of one call, per stage.
+
+        Each stage is timed on a full batch and on a small one (1/16 of it); the line through both,
+        ``t(n) = overhead + per_row * n``, gives the per-call overhead that a later stage pays once
+        for each batch in which any row is deferred to it.
+        """
+        n_stages = len(fitted)
         if self.costs is not None:
-            return np.asarray(self.costs, dtype=float).ravel()
+            return np.asarray(self.costs, dtype=float).ravel(), np.zeros(n_stages)
         m = min(int(self.cost_batch_size), _num_samples(X_val))
-        batch = _safe_indexing(X_val, np.arange(m))
-        times: list[list[float]] = [[] for _ in fitted]
+        k = max(1, m // 16)
+        big, small = _safe_indexing(X_val, np.arange(m)), _safe_indexing(X_val, np.arange(k))
+        times: dict[int, list[list[float]]] = {m: [[] for _ in fitted], k: [[] for _ in fitted]}
         with threads(self.n_threads):
             for _, est in fitted:  # warm-up: lazy initialisation is not per-sample cost
-                est.predict_proba(batch)
+                est.predict_proba(big)
             for _ in range(max(1, int(self.cost_repeats))):
-                for i, (_, est) in enumerate(fitted):  # interleaved, so load drift hits all stages
-                    t0 = time.perf_counter()
-                    est.predict_proba(batch)
-                    times[i].append(time.perf_counter() - t0)
-        return np.array([np.median(t) * 1e3 / m for t in times])
+                for n, batch in ((m, big), (k, small)):
+                    for i, (_, est) in enumerate(fitted):  # interleaved, so load drift hits all stages
+                        t0 = time.perf_counter()
+                        est.predict_proba(batch)
+                        times[n][i].append((time.perf_counter() - t0) * 1e3)
+        t_big = np.array([np.median(t) for t in times[m]])
+        t_small = np.array([np.median(t) for t in times[k]])
+        per_row = np.clip((t_big - t_small) / max(m - k, 1), 0.0, None)
+        overhead = np.clip(t_big - per_row * m, 0.0, t_big)
+        return t_big / m, overhead
 
     def _grids(self, conf: np.ndarray) -> list[np.ndarray]:
         n_free = len(conf)
@@ -371,9 +395,16 @@ def _stratified_split(X: Any, y: np.ndarray, fraction: float, seed: int | None):
     return _safe_indexing(X, tr), _safe_indexing(X, va), y[tr], y[va]
 
 
-def _evaluate_grid(conf: np.ndarray, correct: np.ndarray, costs: np.ndarray,
-                   grids: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Accuracy, mean cost and stage shares of every threshold combination on validation data."""
+def _evaluate_grid(conf: np.ndarray, correct: np.ndarray, costs: np.ndarray, grids: list[np.ndarray],
+                   overhead: np.ndarray | None = None, batch: int = 256) -> dict[str, np.ndarray]:
+    """Accuracy, mean cost and stage shares of every threshold combination on validation data.
+
+    ``costs`` are per sample at a full batch of ``batch`` rows, of which ``overhead`` is paid per
+    call: a stage reached by a share ``r`` of rows costs ``(costs - overhead / batch) * r`` per row
+    plus its overhead once for every batch with a deferred row, ``overhead * (1 - (1 - r) ** batch) / batch``.
+    """
+    overhead = np.zeros(len(costs)) if overhead is None else np.asarray(overhead, dtype=float)
+    per_row = np.asarray(costs, dtype=float) - overhead / batch
     n_stages, n = correct.shape
     combos = np.array(list(itertools.product(*grids)), dtype=float).reshape(-1, n_stages - 1)
     acc = np.empty(len(combos))
@@ -390,7 +421,7 @@ def _evaluate_grid(conf: np.ndarray, correct: np.ndarray, costs: np.ndarray,
         acc[i] = correct[answer, rows].mean()
         share[i] = np.bincount(answer, minlength=n_stages) / n
         reach = 1.0 - np.concatenate([[0.0], np.cumsum(share[i])[:-1]])  # share that runs stage s
-        cost[i] = float(reach @ costs)
+        cost[i] = float(reach @ per_row + overhead @ (1.0 - (1.0 - reach) ** batch) / batch)
     return {"thresholds": combos, "accuracy": acc, "cost": cost, "stage_share": share,
             "pareto": _pareto(acc, cost)}
 
