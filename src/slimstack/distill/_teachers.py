@@ -237,6 +237,7 @@ def _write_cache(path: Path, key: str, targets: torch.Tensor) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(blob)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a cache is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

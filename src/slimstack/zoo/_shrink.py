@@ -124,8 +124,7 @@ def _shrink_bert(model: nn.Module, layers: int | Sequence[int]) -> nn.Module:
     new.config = copy.deepcopy(model.config)
     new.config.num_hidden_layers = len(chosen)
     new.config.shrunk_from_layers = chosen
-    for attr in ("encoder",):
-        getattr(new, attr).config = new.config
+    new.encoder.config = new.config
     return new.eval()
 
 
