@@ -67,7 +67,9 @@ def test_demo_runs_every_example_and_prints_what_each_step_bought(tmp_path):
     for sec in report["sections"]:
         base, *steps = sec["rows"]
         assert steps, sec["recipe"]["name"]
-        assert all(r["quality"] >= 0.95 * base["quality"] for r in steps)
+        # an intermediate step may cost quality (pruning before its distillation recovery); the end may not
+        assert steps[-1]["quality"] >= 0.98 * base["quality"], sec["recipe"]["name"]
+        assert sec["best"]["met_tolerance"], sec["recipe"]["name"]
     digits = report["sections"][0]["rows"]
     assert digits[-1]["size_ratio"] < 0.5 and digits[-1]["speedup"] > 1.0
     html = (tmp_path / "report.html").read_text()

@@ -83,3 +83,25 @@ def test_cli_errors_exit_2_and_write_nothing(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "GausianNB" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_step_that_does_not_apply_fails_in_one_line_and_leaves_nothing_half_written(tmp_path):
+    import io as _io
+
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    buf = _io.BytesIO()
+    torch.onnx.export(model, (torch.randn(1, 1, 8, 8),), buf, input_names=["x"], dynamic_axes={"x": {0: "n"}},
+                      dynamo=False)
+    (tmp_path / "m.onnx").write_bytes(buf.getvalue())
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: onnx\nmodel: {{path: {tmp_path / 'm.onnx'}}}\ndata: {{name: digits}}\n"
+                      "steps:\n  - prune: {method: StructuredPruning, ratio: 0.5}\n")
+    out = tmp_path / "o"
+    proc = subprocess.run([sys.executable, "-m", "slimstack.cli", "run", str(recipe), "-o", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2
+    assert not (out / "artifacts" / "01-prune").exists() and not (out / "report.json").exists()
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
