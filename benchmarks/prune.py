@@ -9,7 +9,7 @@
 * all-MiniLM-L6-v2: 50% of FFN neurons and 25% of heads removed by Taylor importance, recovered by
   distilling the unpruned model's embeddings on STS-B train sentences; STS-B dev Spearman and latency.
 
-Every variant of a group is timed interleaved in one process (``ss.compare``), 2 threads.
+Every variant of a group is timed interleaved in one process (``ss.compare``) at ``--threads`` (default 2).
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def rows_from(c_big, c_one, meta: dict[str, dict], base: str) -> list[dict]:
     return rows
 
 
-def cnn_group(label: str, model, train, test, ratios, recovery_epochs, runs, extra_sparse: bool) -> list[dict]:
+def cnn_group(label: str, model, train, test, ratios, recovery_epochs, runs, extra_sparse: bool,
+              n_threads: int) -> list[dict]:
     ex = train.X[:2]
     models, meta = {"dense": model}, {"dense": {"group": label, "method": "dense"}}
     for r in ratios:
@@ -84,13 +85,13 @@ def cnn_group(label: str, model, train, test, ratios, recovery_epochs, runs, ext
         models["magnitude-0.8"], meta["magnitude-0.8"] = res.model, {"group": label, "method": "unstructured", "ratio": 0.8}
         res = ss.prune(model, ss.NMPruning(n=2, m=4, recovery="finetune", recovery_epochs=recovery_epochs), data=train)
         models["nm-2:4"], meta["nm-2:4"] = res.model, {"group": label, "method": "2:4", "ratio": 0.5}
-    c_big = ss.compare(models, test, batch_size=256, threads=2, runs=runs)
-    c_one = ss.compare(models, test, batch_size=1, threads=2, runs=runs * 3, quality=False, cost=False)
+    c_big = ss.compare(models, test, batch_size=256, threads=n_threads, runs=runs)
+    c_one = ss.compare(models, test, batch_size=1, threads=n_threads, runs=runs * 3, quality=False, cost=False)
     print(c_big.table())
     return rows_from(c_big, c_one, meta, "dense")
 
 
-def minilm_group(quick: bool, runs: int) -> list[dict]:
+def minilm_group(quick: bool, runs: int, n_threads: int) -> list[dict]:
     enc = ss.zoo.minilm()
     train = ss.datasets.load("stsb", split="train")
     dev = ss.datasets.load("stsb", split="test")
@@ -107,14 +108,18 @@ def minilm_group(quick: bool, runs: int) -> list[dict]:
                                                "recovery_sentences": steps * 32, "prune_and_recover_s": round(prune_s, 1),
                                                "dev_pairs": dev_pairs}}
     models = {"fp32": enc, "pruned-ffn50-heads25-distilled": res.model}
-    c_big = ss.compare(models, dev, batch_size=128, threads=2, runs=runs)
-    c_one = ss.compare(models, dev, batch_size=1, threads=2, runs=runs * 3, quality=False, cost=False)
+    c_big = ss.compare(models, dev, batch_size=128, threads=n_threads, runs=runs)
+    c_one = ss.compare(models, dev, batch_size=1, threads=n_threads, runs=runs * 3, quality=False, cost=False)
     print(c_big.table())
     return rows_from(c_big, c_one, meta, "fp32")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args("prune", "structured, unstructured and N:M pruning: size, speed and quality", argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    skip_minilm = "--no-minilm" in argv  # the CNN groups alone, e.g. for a second thread count
+    argv = [a for a in argv if a != "--no-minilm"]
+    args = parse_args("prune", "structured, unstructured and N:M pruning: size, speed and quality "
+                      "(--no-minilm: digits models only)", argv)
     quick = args.quick
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -124,10 +129,11 @@ def main(argv: list[str] | None = None) -> None:
         test = ss.datasets.load("digits", split="test", seed=0)
         epochs, rec, runs = (6, 2, 10) if quick else (20, 5, 30)
         cnn = ss.zoo.train(ss.zoo.digits_cnn(), train, epochs=epochs, seed=0)
-        rows += cnn_group("digits-cnn", cnn, train, test, (0.5, 0.7) if quick else (0.3, 0.5, 0.7), rec, runs, True)
+        rows += cnn_group("digits-cnn", cnn, train, test, (0.5, 0.7) if quick else (0.3, 0.5, 0.7), rec, runs, True, args.threads)
         res = ss.zoo.train(ss.zoo.digits_resnet(width=32 if quick else 64), train, epochs=epochs, seed=0)
-        rows += cnn_group("digits-resnet", res, train, test, (0.5,) if quick else (0.5, 0.7), rec, runs, False)
-        rows += minilm_group(quick, runs)
+        rows += cnn_group("digits-resnet", res, train, test, (0.5,) if quick else (0.5, 0.7), rec, runs, False, args.threads)
+        if not skip_minilm:
+            rows += minilm_group(quick, runs, args.threads)
     write("prune", args, rows, seconds=round(time.perf_counter() - start, 1))
 
 
