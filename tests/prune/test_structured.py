@@ -81,9 +81,9 @@ def test_missing_example_inputs(cnn):
 
 
 def test_bad_ignore_and_layer_ratio_names(cnn, digits):
-    with pytest.raises(ss.UnknownNameError, match="'feature.3' is not a module.*Did you mean 'features.3'"):
+    with pytest.raises(ss.UnknownNameError, match="ignore: 'feature.3' is not a module.*Did you mean 'features.3'"):
         ss.prune(cnn, ss.StructuredPruning(ignore=("feature.3",)), example_inputs=digits[0].X[:2])
-    with pytest.raises(ss.UnknownNameError, match="Did you mean 'features.0'"):
+    with pytest.raises(ss.UnknownNameError, match="layer_ratios: 'features0' is not a module.*Did you mean 'features.0'"):
         ss.prune(cnn, ss.StructuredPruning(layer_ratios={"features0": 0.2}), example_inputs=digits[0].X[:2])
 
 
