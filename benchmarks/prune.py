@@ -38,7 +38,7 @@ def torch_prune_masks(model: torch.nn.Module, ratio: float, data, epochs: int) -
     layers = [m for m in out.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)][:-1]  # not the classifier
     for m in layers:
         tprune.ln_structured(m, "weight", amount=ratio, n=2, dim=0)
-    _train_classifier(out, None, data, epochs, 1e-3, 0, None)
+    _train_classifier(out, None, data, epochs, 3e-3, 0, None)
     for m in layers:
         tprune.remove(m, "weight")
     return out.eval()
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     with threads(args.threads):
         train = ss.datasets.load("digits", split="trainval", seed=0)
         test = ss.datasets.load("digits", split="test", seed=0)
-        epochs, rec, runs = (6, 2, 10) if quick else (20, 5, 30)
+        epochs, rec, runs = (6, 5, 10) if quick else (20, 8, 30)
         cnn = ss.zoo.train(ss.zoo.digits_cnn(), train, epochs=epochs, seed=0)
         rows += cnn_group("digits-cnn", cnn, train, test, (0.5, 0.7) if quick else (0.3, 0.5, 0.7), rec, runs, True, args.threads)
         res = ss.zoo.train(ss.zoo.digits_resnet(width=32 if quick else 64), train, epochs=epochs, seed=0)

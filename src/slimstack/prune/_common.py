@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import ModelError, ShapeError, close_matches
 
 __all__ = ["is_encoder", "copy_model", "check_ignore", "example_inputs_for", "run_example", "weight_layers",
-           "count_params"]
+           "count_params", "failing_module"]
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 

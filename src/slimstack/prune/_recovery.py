@@ -62,7 +62,7 @@ def recover(pruned: nn.Module, teacher: nn.Module, config: Any, data: Any, *,
                 p.requires_grad_(True)
         return {"method": method, "steps": config.recovery_steps, "lr": lr, "loss_first": losses[0],
                 "loss_last": float(np.mean(losses[-10:]))}
-    lr = config.recovery_lr or 1e-3
+    lr = config.recovery_lr or 3e-3  # the rate ss.zoo.train uses for these small networks
     n_epochs = epochs or config.recovery_epochs
     losses = _train_classifier(pruned, teacher if method == "distill" else None, data, n_epochs, lr, config.seed,
                                masks)
