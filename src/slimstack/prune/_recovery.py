@@ -79,9 +79,11 @@ def _train_classifier(model: nn.Module, teacher: nn.Module | None, data: Any, ep
     y = torch.as_tensor(data.y, dtype=torch.long if classify else torch.float32)
     soft = None
     if teacher is not None:
+        was = teacher.training  # the teacher is the caller's model: leave its mode as it was
         teacher.eval()
         with torch.no_grad():
             soft = torch.cat([teacher(X[i : i + 512]) for i in range(0, len(X), 512)])
+        teacher.train(was)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     steps = epochs * math.ceil(len(X) / BATCH)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
