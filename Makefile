@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install install-dev bench clean
+.PHONY: demo test install install-dev browser bench clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,15 @@ install-dev: $(VENV)/.dev
 demo: $(VENV)/.base
 	$(VENV)/bin/slimstack demo
 
-test: $(VENV)/.dev
+# The report test renders report.html in headless Chromium; install Debian's package when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium for the report browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing and not root: the report browser test will be skipped"; fi; }
+
+test: $(VENV)/.dev browser
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.base

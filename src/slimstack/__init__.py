@@ -6,12 +6,7 @@ every result with ``measure``/``compare``. See ``../README.md`` for the tour.
 
 from __future__ import annotations
 
-import os as _os
-
-# The torch profiler (used for peak memory) prints kineto trace lines unless told not to.
-_os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-
-from . import datasets, io, zoo
+from . import datasets, io, recipe, report, zoo
 from .io import load, save
 from .measure import Comparison, Measurement, compare, measure
 from ._config import Config, config_from_dict, register_config
@@ -26,9 +21,29 @@ from .errors import (
     UnknownNameError,
     UnsafeFileError,
 )
-
-# issue 3: pruning
+# compress
+from .distill import DistillConfig, DistillResult, distill
 from .prune import MagnitudePruning, NMPruning, PruneResult, StructuredPruning, TreePruning, prune
+from .quantize import QAT, DynamicInt8, QuantResult, StaticInt8, WeightOnly, quantize
+
+# combine
+from .ensemble import (
+    Cascade,
+    EnsembleSelection,
+    Frozen,
+    HierarchicalClassifier,
+    LeakageWarning,
+    OnnxClassifier,
+    OnnxRegressor,
+    OOFCache,
+    StackingEnsemble,
+    StackingEnsembleRegressor,
+    TorchClassifier,
+    TorchRegressor,
+    VotingEnsemble,
+    VotingEnsembleRegressor,
+)
+from .merge import GreedySoup, TaskArithmetic, TiesMerging, UniformSoup, merge
 
 __version__ = "0.1.0"
 
@@ -38,6 +53,8 @@ __all__ = [
     "datasets",
     "zoo",
     "io",
+    "recipe",
+    "report",
     # measure
     "measure",
     "compare",
@@ -60,11 +77,44 @@ __all__ = [
     "ShapeError",
     "UnknownNameError",
     "UnsafeFileError",
-    # issue 3: pruning
+    # combine: ensembles
+    "ensemble",
+    "EnsembleSelection",
+    "Frozen",
+    "LeakageWarning",
+    "OnnxClassifier",
+    "OnnxRegressor",
+    "OOFCache",
+    "StackingEnsemble",
+    "StackingEnsembleRegressor",
+    "TorchClassifier",
+    "TorchRegressor",
+    "VotingEnsemble",
+    "VotingEnsembleRegressor",
+    # combine: cascades, hierarchies, weight-space merging
+    "Cascade",
+    "HierarchicalClassifier",
+    "merge",
+    "UniformSoup",
+    "GreedySoup",
+    "TaskArithmetic",
+    "TiesMerging",
+    # compress: pruning
     "prune",
     "MagnitudePruning",
     "NMPruning",
     "StructuredPruning",
     "TreePruning",
     "PruneResult",
+    # compress: quantization
+    "quantize",
+    "DynamicInt8",
+    "StaticInt8",
+    "WeightOnly",
+    "QAT",
+    "QuantResult",
+    # compress: distillation
+    "distill",
+    "DistillConfig",
+    "DistillResult",
 ]

@@ -184,20 +184,20 @@ class SklearnAdapter(ModelAdapter):
         return self.model.predict(prepared)
 
     def params(self) -> tuple[int | None, int | None]:
-        arrays = [v for k, v in vars(self.model).items() if k.endswith("_") and isinstance(v, np.ndarray)
-                  and v.dtype.kind == "f"]
-        for k in ("coefs_", "intercepts_"):
-            arrays += list(getattr(self.model, k, []) or [])
-        if hasattr(self.model, "tree_"):
-            n = int(self.model.tree_.node_count)
+        """Learned numbers for the model families where that count means something; None otherwise."""
+        m = self.model
+        if hasattr(m, "tree_"):
+            return int(m.tree_.node_count), int(m.tree_.node_count)
+        trees = np.ravel(getattr(m, "estimators_", [])) if hasattr(m, "estimators_") else []
+        if len(trees) and all(hasattr(e, "tree_") for e in trees):
+            n = int(sum(e.tree_.node_count for e in trees))
             return n, n
-        if hasattr(self.model, "estimators_") and hasattr(np.ravel(self.model.estimators_)[0], "tree_"):
-            n = int(sum(e.tree_.node_count for e in np.ravel(self.model.estimators_)))
-            return n, n
+        arrays = list(getattr(m, "coefs_", []) or []) + list(getattr(m, "intercepts_", []) or [])
+        if not arrays and hasattr(m, "coef_"):
+            arrays = [np.asarray(m.coef_), np.atleast_1d(getattr(m, "intercept_", np.zeros(0)))]
         if not arrays:
             return None, None
-        total = sum(a.size for a in arrays)
-        return int(total), int(sum(np.count_nonzero(a) for a in arrays))
+        return int(sum(a.size for a in arrays)), int(sum(np.count_nonzero(a) for a in arrays))
 
     def peak_memory(self, prepared: Any) -> int | None:
         import tracemalloc
@@ -236,25 +236,50 @@ class OnnxAdapter(ModelAdapter):
 
 
 def torch_peak_memory(fn: Callable[[], Any]) -> int | None:
-    """Peak bytes the CPU allocator held above its starting level during ``fn()`` (torch profiler)."""
-    import json
-    import os
+    """Peak bytes of tensor storage alive at once during ``fn()``, above what existed before it.
+
+    Every tensor an operator creates is counted from its creation until its last Python reference
+    goes (a ``TorchDispatchMode`` sees each operator's outputs). Weights and inputs that exist
+    before the call are not counted, so this is the inference's working memory.
+    """
+    import weakref
 
     import torch
-    from torch.profiler import ProfilerActivity, profile
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
 
-    with tempfile.TemporaryDirectory() as tmp:
-        trace = os.path.join(tmp, "trace.json")
-        # Kineto prints trace lines unless KINETO_LOG_LEVEL is set before torch loads (slimstack does).
-        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    class _LiveBytes(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.live = self.peak = 0
+            self.sizes: dict[int, int] = {}
+
+        def _free(self, key: int) -> None:
+            self.live -= self.sizes.pop(key, 0)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                    try:
+                        storage = t.untyped_storage()
+                    except (RuntimeError, NotImplementedError):  # opaque (e.g. packed quantized) tensors
+                        continue
+                    key = storage.data_ptr()
+                    if key and key not in self.sizes:
+                        self.sizes[key] = storage.nbytes()
+                        self.live += storage.nbytes()
+                        self.peak = max(self.peak, self.live)
+                        weakref.finalize(t, self._free, key)
+            return out
+
+    tracker = _LiveBytes()
+    try:
+        with torch.inference_mode(), tracker:
             fn()
-        prof.export_chrome_trace(trace)
-        with open(trace) as fh:
-            events = [e["args"] for e in json.load(fh).get("traceEvents", []) if e.get("name") == "[memory]"]
-    if not events:
-        return 0
-    base = events[0]["Total Allocated"] - events[0]["Bytes"]
-    return int(max(e["Total Allocated"] for e in events) - base)
+    except Exception:  # kernels the dispatch mode cannot see through
+        return None
+    return int(tracker.peak)
 
 
 def _is_regressor(model: Any) -> bool:

@@ -30,6 +30,7 @@ def classification_metrics(out: np.ndarray, y: np.ndarray, kind: str, n_classes:
         pred, proba = np.asarray(out).ravel(), None
     else:
         proba = softmax(np.asarray(out, dtype=np.float64)) if kind == "logits" else np.asarray(out, dtype=np.float64)
+        proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)  # float32 rounding
         pred = proba.argmax(axis=1)
     y = np.asarray(y)
     metrics = {

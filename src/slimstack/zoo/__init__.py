@@ -12,10 +12,11 @@ from ._models import (
     digits_resnet,
     register_architecture,
 )
+from ._shrink import shrink, spread_layers
 from ._train import train
 
 __all__ = [
     "DigitsCNN", "DigitsMLP", "DigitsResNet", "SentenceEncoder", "architectures", "build_architecture",
     "digits_cnn", "digits_mlp", "digits_resnet", "load_hf_encoder", "minilm", "minilm_path",
-    "register_architecture", "train",
+    "register_architecture", "shrink", "spread_layers", "train",
 ]

@@ -117,16 +117,24 @@ class DigitsResNet(_Configurable):
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
 
 
-def digits_mlp(**kw: Any) -> DigitsMLP:
-    """An untrained :class:`DigitsMLP`; train it with ``ss.zoo.train(model, ds)``."""
-    return DigitsMLP(**kw)
+def _seeded(cls, seed: int | None, kw: dict[str, Any]) -> nn.Module:
+    if seed is None:
+        return cls(**kw)
+    with torch.random.fork_rng():  # seeded initial weights without touching the caller's RNG state
+        torch.manual_seed(seed)
+        return cls(**kw)
 
 
-def digits_cnn(**kw: Any) -> DigitsCNN:
-    """An untrained :class:`DigitsCNN`; train it with ``ss.zoo.train(model, ds)``."""
-    return DigitsCNN(**kw)
+def digits_mlp(seed: int | None = 0, **kw: Any) -> DigitsMLP:
+    """An untrained :class:`DigitsMLP` with weights initialised from ``seed``; train it with ``ss.zoo.train``."""
+    return _seeded(DigitsMLP, seed, kw)
 
 
-def digits_resnet(**kw: Any) -> DigitsResNet:
+def digits_cnn(seed: int | None = 0, **kw: Any) -> DigitsCNN:
+    """An untrained :class:`DigitsCNN` with weights initialised from ``seed``; train it with ``ss.zoo.train``."""
+    return _seeded(DigitsCNN, seed, kw)
+
+
+def digits_resnet(seed: int | None = 0, **kw: Any) -> DigitsResNet:
     """An untrained :class:`DigitsResNet` (residual connections, for structured-pruning tests)."""
-    return DigitsResNet(**kw)
+    return _seeded(DigitsResNet, seed, kw)

@@ -1,0 +1,260 @@
+"""Ensembles against scikit-learn and mlxtend on identical folds: quality, fit/predict time, fits.
+
+For every dataset and every outer fold of a repeated stratified CV, all tools get the same outer
+train/test rows and the same inner ``StratifiedKFold(5, shuffle=True, random_state=0)``:
+
+* ``sk_voting``      scikit-learn ``VotingClassifier(voting="soft")``
+* ``sk_stacking``    scikit-learn ``StackingClassifier(cv=inner)``
+* ``mlxtend_stack``  mlxtend ``StackingCVClassifier(cv=inner, use_probas=True)``
+* ``ss_voting``      ``ss.VotingEnsemble`` soft, equal weights
+* ``ss_voting_learn`` learned weights on out-of-fold log loss (its own fresh ``OOFCache``)
+* ``ss_selection``   ``ss.EnsembleSelection`` sharing ``ss_voting_learn``'s cache (0 new fits)
+* ``ss_stacking``    ``ss.StackingEnsemble`` (fold models averaged, K x cv fits), own fresh cache
+* ``ss_stacking_refit`` the same with ``refit=True`` (K x (cv + 1) fits, like scikit-learn); the three
+  stacking tools are timed interleaved, their order rotating between folds
+* ``member:<name>``  each member as fitted inside ``sk_voting`` (no extra fits)
+
+Fits are counted by wrapping every member in a counter that appends one byte to a file per
+``fit`` (works across joblib worker processes). Run: ``python benchmarks/ensembles.py --quick``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from _common import parse_args, write  # noqa: E402
+from sklearn.base import BaseEstimator, ClassifierMixin, clone  # noqa: E402
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_classification  # noqa: E402
+from sklearn.ensemble import (  # noqa: E402
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+    StackingClassifier,
+    VotingClassifier,
+)
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import accuracy_score, log_loss  # noqa: E402
+from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold  # noqa: E402
+from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.svm import SVC  # noqa: E402
+from sklearn.utils.metaestimators import available_if  # noqa: E402
+
+import slimstack as ss  # noqa: E402
+from slimstack._utils import threads  # noqa: E402
+
+
+class Counted(ClassifierMixin, BaseEstimator):
+    """Delegates to ``estimator``; each ``fit`` appends one byte to ``log`` (a fit counter)."""
+
+    def __init__(self, estimator=None, log=None):
+        self.estimator = estimator
+        self.log = log
+
+    def fit(self, X, y):
+        with open(self.log, "ab") as fh:
+            fh.write(b".")
+        self.estimator_ = clone(self.estimator).fit(X, y)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    @available_if(lambda self: hasattr(self.estimator, "predict_proba"))
+    def predict_proba(self, X):
+        return self.estimator_.predict_proba(X)
+
+    def predict(self, X):
+        return self.estimator_.predict(X)
+
+
+def members(log: str) -> list[tuple[str, Counted]]:
+    base = [
+        ("lr", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))),
+        ("rf", RandomForestClassifier(n_estimators=200, n_jobs=1, random_state=0)),
+        ("hgb", HistGradientBoostingClassifier(random_state=0)),
+        ("knn", KNeighborsClassifier(n_neighbors=15)),
+        ("svc", SVC(probability=True, random_state=0)),
+    ]
+    return [(n, Counted(e, log)) for n, e in base]
+
+
+def datasets(quick: bool) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
+    out = {}
+    for name, loader in (("digits", load_digits), ("breast_cancer", load_breast_cancer), ("wine", load_wine)):
+        X, y = loader(return_X_y=True)
+        out[name] = (X.astype(float), y, "full")
+    X, y = make_classification(n_samples=20000, n_features=40, n_informative=15, n_classes=3, flip_y=0.05,
+                               random_state=0)
+    note = "full 20000 rows"
+    if quick:  # SVC(probability=True) is quadratic in rows: the quick run takes a stratified subsample
+        idx = next(StratifiedKFold(10, shuffle=True, random_state=0).split(X, y))[1]
+        X, y, note = X[idx], y[idx], f"stratified subsample of {len(idx)} of 20000 rows (--quick)"
+    out["synthetic_20k"] = (X, y, note)
+    return out
+
+
+def meta() -> LogisticRegression:
+    """The same meta-model for every stacking tool, so only the member handling differs."""
+    return LogisticRegression(max_iter=1000)
+
+
+def brier(y, P, classes) -> float:
+    onehot = (y[:, None] == classes[None, :]).astype(float)
+    return float(np.mean(np.sum((P - onehot) ** 2, axis=1)))
+
+
+def count(log: str) -> int:
+    return os.path.getsize(log) if os.path.exists(log) else 0
+
+
+def run_tool(name, make, Xtr, ytr, Xte, yte, log):
+    before = count(log)
+    est = make()
+    t0 = time.perf_counter()
+    est.fit(Xtr, ytr)
+    fit_s = time.perf_counter() - t0
+    fits = count(log) - before
+    t0 = time.perf_counter()
+    P = est.predict_proba(Xte)
+    pred_s = time.perf_counter() - t0
+    classes = np.unique(ytr)
+    return est, {"tool": name, "accuracy": accuracy_score(yte, classes[np.argmax(P, axis=1)]),
+                 "log_loss": log_loss(yte, P, labels=classes), "brier": brier(yte, P, classes),
+                 "fit_s": fit_s, "predict_s": pred_s, "n_fits": fits}
+
+
+def main() -> None:
+    args = parse_args("ensembles", __doc__.splitlines()[0])
+    # SVC(probability=True) is what the issue specifies; scikit-learn 1.9 deprecates the flag.
+    warnings.filterwarnings("ignore", message=".*probability.*parameter was deprecated", category=FutureWarning)
+    os.environ["PYTHONWARNINGS"] = "ignore::FutureWarning"  # the same inside joblib workers
+    quick = args.quick
+    n_splits, n_repeats = (3, 1) if quick else (5, 2)
+    # quick: the first outer fold (two on the small sets) of each dataset
+    max_folds = {"breast_cancer": 2, "wine": 2} if quick else {}
+    run_i = 0  # rotates the order of the interleaved stacking tools across all runs
+    inner = StratifiedKFold(5, shuffle=True, random_state=0)
+    tmp = tempfile.mkdtemp(prefix="ss-bench-ens-")
+    log = os.path.join(tmp, "fits.log")
+    per_fold: list[dict] = []
+    notes = {}
+    # n_jobs=2 worker processes each get 1 BLAS/OpenMP thread (loky's default for 2 jobs on 2 cores); the
+    # main process, where mlxtend refits its members, gets 1 too, so no tool oversubscribes the 2 cores.
+    with threads(1):
+        for dname, (X, y, note) in datasets(quick).items():
+            notes[dname] = note
+            outer = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=0)
+            for f, (tr, te) in enumerate(outer.split(X, y)):
+                if quick and f >= max_folds.get(dname, 1):
+                    break
+                Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
+                m = members(log)
+                tools = {
+                    "sk_voting": lambda: VotingClassifier(m, voting="soft", n_jobs=2),
+                    "ss_voting": lambda: ss.VotingEnsemble(m, n_jobs=2),
+                    "mlxtend_stack": lambda: _mlxtend(m, inner),
+                }
+                cache = ss.OOFCache()
+                stack_pair = {
+                    "sk_stacking": lambda: StackingClassifier(m, final_estimator=meta(), cv=inner, n_jobs=2),
+                    "ss_stacking": lambda: ss.StackingEnsemble(m, final_estimator=meta(), cv=inner, n_jobs=2,
+                                                               random_state=0),
+                    "ss_stacking_refit": lambda: ss.StackingEnsemble(m, final_estimator=meta(), cv=inner, n_jobs=2,
+                                                                     refit=True, random_state=0),
+                }
+                names = list(stack_pair)
+                order = names[run_i % 3:] + names[:run_i % 3]
+                run_i += 1
+                rows = []
+                for name in order:  # interleaved: the three stacking variants rotate their order per fold
+                    rows.append(run_tool(name, stack_pair[name], Xtr, ytr, Xte, yte, log)[1])
+                for name, make in tools.items():
+                    est, row = run_tool(name, make, Xtr, ytr, Xte, yte, log)
+                    rows.append(row)
+                    if name == "sk_voting":
+                        for (mname, _), fitted in zip(m, est.estimators_):
+                            P = fitted.predict_proba(Xte)
+                            cl = np.unique(ytr)
+                            rows.append({"tool": f"member:{mname}", "accuracy": accuracy_score(yte, cl[np.argmax(P, 1)]),
+                                         "log_loss": log_loss(yte, P, labels=cl), "brier": brier(yte, P, cl),
+                                         "fit_s": None, "predict_s": None, "n_fits": 1})
+                _, row = run_tool("ss_voting_learn", lambda: ss.VotingEnsemble(m, weights="learn", cv=inner, n_jobs=2,
+                                                                             random_state=0, cache=cache),
+                                  Xtr, ytr, Xte, yte, log)
+                rows.append(row)
+                sel, row = run_tool("ss_selection", lambda: ss.EnsembleSelection(m, cv=inner, n_jobs=2, random_state=0,
+                                                                               cache=cache), Xtr, ytr, Xte, yte, log)
+                row["shared_cache"] = True
+                rows.append(row)
+                for r in rows:
+                    r.update(dataset=dname, fold=f)
+                per_fold.extend(rows)
+                print(dname, f, {r["tool"]: (round(r["log_loss"], 4), None if r["fit_s"] is None else round(r["fit_s"], 2),
+                                             r["n_fits"]) for r in rows}, flush=True)
+    write("ensembles", args, summarise(per_fold), per_fold=per_fold, datasets=notes,
+          protocol={"outer": f"RepeatedStratifiedKFold(n_splits={n_splits}, n_repeats={n_repeats}, random_state=0)"
+                             + (" (--quick: first fold; first two on breast_cancer and wine)" if quick else ""),
+                    "inner": "StratifiedKFold(5, shuffle=True, random_state=0) for every stacking/OOF tool",
+                    "n_jobs": 2, "threads_per_process": 1, "interleaved": "sk_stacking, ss_stacking and ss_stacking_refit rotate order per fold"},
+          targets=targets(per_fold))
+
+
+def _mlxtend(m, inner):
+    from mlxtend.classifier import StackingCVClassifier
+
+    return StackingCVClassifier([e for _, e in m], meta_classifier=meta(), cv=inner,
+                                use_probas=True, n_jobs=2, random_state=0)
+
+
+def summarise(per_fold: list[dict]) -> list[dict]:
+    rows = []
+    keys = sorted({(r["dataset"], r["tool"]) for r in per_fold}, key=lambda k: (k[0], k[1]))
+    for dname, tool in keys:
+        rs = [r for r in per_fold if r["dataset"] == dname and r["tool"] == tool]
+        med = lambda k: None if rs[0][k] is None else float(np.median([r[k] for r in rs]))  # noqa: E731
+        rows.append({"name": f"{dname}/{tool}", "dataset": dname, "tool": tool, "quality": float(np.mean([r["accuracy"] for r in rs])),
+                     "quality_metric": "accuracy", "log_loss": float(np.mean([r["log_loss"] for r in rs])),
+                     "brier": float(np.mean([r["brier"] for r in rs])), "fit_s": med("fit_s"),
+                     "latency_ms": None if med("predict_s") is None else 1000 * med("predict_s"),
+                     "n_fits": int(np.median([r["n_fits"] for r in rs])), "size_bytes": None, "params": None,
+                     "folds": len(rs)})
+    return rows
+
+
+def targets(per_fold: list[dict]) -> dict:
+    out = {}
+    for dname in sorted({r["dataset"] for r in per_fold}):
+        get = lambda tool, k: [r[k] for r in per_fold if r["dataset"] == dname and r["tool"] == tool]  # noqa: E731
+        ll = {t: float(np.mean(get(t, "log_loss"))) for t in ("ss_stacking", "sk_stacking", "ss_voting",
+                                                             "ss_voting_learn", "ss_selection")}
+        best_member = min(float(np.mean(get(f"member:{n}", "log_loss"))) for n in ("lr", "rf", "hgb", "knn", "svc"))
+        ratios = [a / b for a, b in zip(get("ss_stacking", "fit_s"), get("sk_stacking", "fit_s"))]
+        ratios_refit = [a / b for a, b in zip(get("ss_stacking_refit", "fit_s"), get("sk_stacking", "fit_s"))]
+        ll_refit = float(np.mean(get("ss_stacking_refit", "log_loss")))
+        out[dname] = {
+            "stacking_log_loss_le_sklearn": ll["ss_stacking"] <= ll["sk_stacking"],
+            "stacking_log_loss": ll["ss_stacking"], "sklearn_stacking_log_loss": ll["sk_stacking"],
+            "stacking_fit_time_ratio_median": float(np.median(ratios)),
+            "stacking_fit_time_le_5_6": float(np.median(ratios)) <= 5 / 6,
+            "refit_stacking_log_loss": ll_refit, "refit_stacking_log_loss_le_sklearn": ll_refit <= ll["sk_stacking"] + 1e-12,
+            "refit_stacking_fit_time_ratio_median": float(np.median(ratios_refit)),
+            "voting_learn_beats_soft": ll["ss_voting_learn"] < ll["ss_voting"],
+            "selection_beats_soft": ll["ss_selection"] < ll["ss_voting"],
+            "soft_voting_log_loss": ll["ss_voting"], "voting_learn_log_loss": ll["ss_voting_learn"],
+            "selection_log_loss": ll["ss_selection"], "best_member_log_loss": best_member,
+        }
+    return out
+
+
+if __name__ == "__main__":
+    main()

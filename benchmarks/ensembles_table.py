@@ -1,0 +1,41 @@
+"""Print the markdown results table of ``benchmarks/results/ensembles*.json`` (used in docs/ensembles.md).
+
+    python benchmarks/ensembles_table.py benchmarks/results/ensembles-quick.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def fmt(v, spec):
+    return "–" if v is None else format(v, spec)
+
+
+def table(payload: dict) -> str:
+    lines = ["| dataset | tool | accuracy | log loss | Brier | fit s | predict ms | fits |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in payload["rows"]:
+        lines.append(f"| {r['dataset']} | {r['tool']} | {fmt(r['quality'], '.4f')} | {fmt(r['log_loss'], '.4f')} | "
+                     f"{fmt(r['brier'], '.4f')} | {fmt(r['fit_s'], '.2f')} | {fmt(r['latency_ms'], '.1f')} | {r['n_fits']} |")
+    lines += ["", "| dataset | stacking log loss: ss / sklearn | fit time ss / sklearn (target <= 0.833) | "
+              "refit=True: log loss, fit time ratio | soft / learned / selection log loss | best member |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for d, t in payload["targets"].items():
+        ok = lambda b: "hit" if b else "miss"  # noqa: E731
+        lines.append(
+            f"| {d} | {t['stacking_log_loss']:.4f} / {t['sklearn_stacking_log_loss']:.4f} "
+            f"({ok(t['stacking_log_loss_le_sklearn'])}) | {t['stacking_fit_time_ratio_median']:.3f} "
+            f"({ok(t['stacking_fit_time_le_5_6'])}) | {t['refit_stacking_log_loss']:.4f} "
+            f"({ok(t['refit_stacking_log_loss_le_sklearn'])}), {t['refit_stacking_fit_time_ratio_median']:.3f} | "
+            f"{t['soft_voting_log_loss']:.4f} / {t['voting_learn_log_loss']:.4f} "
+            f"({ok(t['voting_learn_beats_soft'])}) / {t['selection_log_loss']:.4f} ({ok(t['selection_beats_soft'])}) | "
+            f"{t['best_member_log_loss']:.4f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results" / "ensembles-quick.json")
+    print(table(json.loads(path.read_text())))

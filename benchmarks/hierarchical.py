@@ -1,0 +1,369 @@
+"""Hierarchical models: confidence cascades, a coarse-to-fine classifier and weight-space merging.
+
+1. Cascade on digits and on the 20k synthetic set of the ensembles benchmark: a cheap first stage
+   (LR or a small torch MLP, chosen by out-of-fold accuracy per unit of measured cost) before the
+   full stacking ensemble (LR, RF, HistGradientBoosting, kNN(15), SVC(probability=True)).
+   Target: test accuracy within 0.2 points of the ensemble at <= 40% of its mean inference cost.
+   Stages are fitted on the train split, thresholds tuned on the validation split, all figures
+   below are on the test split; costs are measured, not assumed.
+2. HierarchicalClassifier against flat models on digits (accuracy, latency).
+3. Merging: five digits MLPs fine-tuned from one start (different seeds and learning rates);
+   uniform and greedy soups (1x cost) against the best single member and against averaging the
+   five members' outputs (5x cost).
+
+Run: ``PYTHONPATH=src python benchmarks/hierarchical.py --quick``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, parse_args, write  # noqa: E402
+
+# OpenMP threads that spin while waiting make HistGradientBoosting crawl on a shared, oversubscribed machine
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+NAME = "hierarchical"
+BATCH = 256
+
+
+# -- timing helpers ----------------------------------------------------------------------------
+def _batches(X: np.ndarray, size: int) -> list[np.ndarray]:
+    return [X[i:i + size] for i in range(0, len(X), size)]
+
+
+def timed_interleaved(fns: dict[str, Any], X: np.ndarray, rounds: int, batch: int = BATCH) -> dict[str, dict[str, float]]:
+    """Median over ``rounds`` of the time to predict all of ``X`` in batches of ``batch``, per variant.
+
+    Variants run A B C A B C ... so load drift on the shared machine hits all of them alike.
+    """
+    batches = _batches(X, batch)
+    for fn in fns.values():  # warm-up
+        fn(batches[0])
+    totals: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for b in batches:
+                fn(b)
+            totals[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, ts in totals.items():
+        total = float(np.median(ts))
+        out[name] = {"latency_ms": total * 1e3 / len(batches), "cost_ms_per_sample": total * 1e3 / len(X)}
+    return out
+
+
+def _size(model: Any) -> int:
+    return len(pickle.dumps(model))
+
+
+# -- 1. cascade --------------------------------------------------------------------------------
+def cascade_data(name: str, quick: bool) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+
+    import slimstack as ss
+
+    if name == "digits":
+        splits = {s: ss.datasets.load("digits", split=s, seed=0).flat() for s in ("train", "val", "test")}
+        return {s: (d.X.astype(np.float32), d.y) for s, d in splits.items()}, {"n_samples": 1797}
+    X, y = make_classification(n_samples=20000, n_features=40, n_informative=15, n_classes=3, flip_y=0.05,
+                               random_state=0)
+    X = X.astype(np.float32)
+    X_tr, X_rest, y_tr, y_rest = train_test_split(X, y, test_size=0.4, random_state=0, stratify=y)
+    X_val, X_te, y_val, y_te = train_test_split(X_rest, y_rest, test_size=0.5, random_state=0, stratify=y_rest)
+    note = {"n_samples": 20000, "split": "60/20/20 train/val/test, stratified, seed 0"}
+    if quick:  # subsample train (SVC and RF fits dominate) and val/test (timing)
+        X_tr, y_tr = X_tr[:3000], y_tr[:3000]
+        X_val, y_val, X_te, y_te = X_val[:2000], y_val[:2000], X_te[:2000], y_te[:2000]
+        note["quick_subsample"] = "train 3000, val 2000, test 2000 rows of the 20k set"
+    return {"train": (X_tr, y_tr), "val": (X_val, y_val), "test": (X_te, y_te)}, note
+
+
+def stacking(quick: bool, seed: int = 0):
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    import slimstack as ss
+
+    n_trees = 50 if quick else 200
+    members = [
+        ("lr", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))),
+        ("rf", RandomForestClassifier(n_estimators=n_trees, random_state=seed, n_jobs=1)),
+        ("hgb", HistGradientBoostingClassifier(max_iter=50 if quick else 200, random_state=seed)),
+        ("knn", make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=15))),
+        ("svc", make_pipeline(StandardScaler(), SVC(probability=True, random_state=seed))),
+    ]
+    # refit=True: one copy of each member at inference (the fold-averaging default would cost 5x)
+    return ss.StackingEnsemble(members, cv=5, refit=True, random_state=seed), {
+        "members": ["LR", f"RF({n_trees})", f"HistGradientBoosting({50 if quick else 200} iterations)", "kNN(15)",
+                    "SVC(probability=True)"],
+        "final_estimator": "LogisticRegression", "cv": 5, "refit": True}
+
+
+def cheap_candidates(seed: int = 0) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import slimstack as ss
+
+    return {
+        "lr": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+        "mlp": ss.TorchClassifier(prefit=False, hidden_layer_sizes=(64, 64), epochs=30, lr=1e-2, random_state=seed),
+    }
+
+
+def choose_cheap(X: np.ndarray, y: np.ndarray, threads: int) -> tuple[str, dict[str, dict[str, float]]]:
+    """Out-of-fold accuracy (3 folds) per unit of measured cost; the best ratio wins."""
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    info = {}
+    for name, est in cheap_candidates().items():
+        acc = float(cross_val_score(clone(est), X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0)).mean())
+        fitted = clone(est).fit(X, y)
+        cost = timed_interleaved({name: fitted.predict_proba}, X[:2048], rounds=5)[name]["cost_ms_per_sample"]
+        info[name] = {"oof_accuracy": acc, "cost_ms_per_sample": cost, "accuracy_per_ms": acc / cost}
+    return max(info, key=lambda n: info[n]["accuracy_per_ms"]), info
+
+
+def test_curve(cascade: Any, probas: list[np.ndarray], y: np.ndarray) -> dict[str, list]:
+    """Test accuracy and modelled cost (the cascade's own cost model) at every Pareto threshold."""
+    from slimstack.ensemble._cascade import _evaluate_grid, confidence_scores
+
+    conf = confidence_scores(probas[0], cascade.confidence)[None, :]
+    correct = np.stack([cascade.classes_[p.argmax(1)] == y for p in probas])
+    grid = [np.unique(cascade.curve_["thresholds"][cascade.curve_["pareto"], 0])]
+    cur = _evaluate_grid(conf, correct, cascade.costs_, grid, cascade.call_overhead_, cascade.cost_batch_)
+    return {"threshold": cur["thresholds"][:, 0].tolist(), "accuracy": cur["accuracy"].tolist(),
+            "cost_ms_per_sample": cur["cost"].tolist(), "share_first": cur["stage_share"][:, 0].tolist()}
+
+
+def bench_cascade(dataset: str, args, rows: list, extra: dict) -> None:
+    from sklearn.base import clone
+
+    import slimstack as ss
+
+    data, note = cascade_data(dataset, args.quick)
+    (X_tr, y_tr), (X_val, y_val), (X_te, y_te) = data["train"], data["val"], data["test"]
+    t0 = time.perf_counter()
+    stack, stack_info = stacking(args.quick)
+    stack.fit(X_tr, y_tr)
+    fit_s = time.perf_counter() - t0
+    chosen, cheap_info = choose_cheap(X_tr, y_tr, args.threads)
+    cheap = {n: clone(e).fit(X_tr, y_tr) for n, e in cheap_candidates().items()}
+    cascades = {n: ss.Cascade([(n, cheap[n]), ("stack", stack)], prefit=True, max_accuracy_drop=0.002,
+                              n_threads=args.threads).fit(X_val, y_val) for n in cheap}
+    variants = {"stack": stack.predict_proba, "lr": cheap["lr"].predict_proba, "mlp": cheap["mlp"].predict_proba}
+    variants.update({f"cascade_{n}": c.predict_proba for n, c in cascades.items()})
+    timing = timed_interleaved(variants, X_te, rounds=3 if args.quick else 7)
+    # one call over the whole test set: the expensive stage's per-call overhead is paid once
+    whole = timed_interleaved(variants, X_te, rounds=3 if args.quick else 7, batch=len(X_te))
+    p_stack = stack.predict_proba(X_te)
+    acc_stack = float((stack.classes_[p_stack.argmax(1)] == y_te).mean())
+    base_cost = timing["stack"]["cost_ms_per_sample"]
+    block: dict[str, Any] = {"data": note, "stacking": stack_info, "stack_fit_s": fit_s, "cheap_selection": cheap_info,
+                             "cheap_chosen": chosen, "cascades": {}}
+    for name, model in {"stack": stack, **cheap}.items():
+        acc = float((model.predict(X_te) == y_te).mean())
+        rows.append({"name": f"{dataset}/{name}", "section": "cascade", "quality": acc, "quality_metric": "accuracy",
+                     **timing[name], "size_bytes": _size(model), "params": None,
+                     "cost_vs_stack": timing[name]["cost_ms_per_sample"] / base_cost})
+    for n, c in cascades.items():
+        key = f"cascade_{n}"
+        acc = float(c.score(X_te, y_te))
+        share = np.bincount(c.answered_by(X_te), minlength=2) / len(y_te)
+        ratio = timing[key]["cost_ms_per_sample"] / base_cost
+        ratio_whole = whole[key]["cost_ms_per_sample"] / whole["stack"]["cost_ms_per_sample"]
+        met = bool(acc >= acc_stack - 0.002 - 1e-12 and ratio <= 0.40)
+        met_whole = bool(acc >= acc_stack - 0.002 - 1e-12 and ratio_whole <= 0.40)
+        rows.append({"name": f"{dataset}/cascade[{n}->stack]", "section": "cascade", "quality": acc,
+                     "quality_metric": "accuracy", **timing[key], "size_bytes": _size(c), "params": None,
+                     "cost_vs_stack": ratio, "accuracy_drop_vs_stack": acc_stack - acc, "target_met": met,
+                     "cost_vs_stack_one_call": ratio_whole, "target_met_one_call": met_whole,
+                     "chosen_by_rule": n == chosen, "threshold": float(c.thresholds_[0]),
+                     "share_answered_first_stage": float(share[0])})
+        probas = [cheap[n].predict_proba(X_te), p_stack]
+        block["cascades"][n] = {
+            "threshold": float(c.thresholds_[0]), "confidence": c.confidence,
+            "fit_costs_ms_per_sample": c.costs_.tolist(), "fit_call_overhead_ms": c.call_overhead_.tolist(),
+            "validation_modelled_cost_vs_stack": c.mean_cost_ / c.reference_cost_,
+            "validation_accuracy": c.validation_accuracy_,
+            "validation_reference_accuracy": c.reference_accuracy_, "validation_stage_share": c.stage_share_,
+            "test_accuracy": acc, "test_stage_share": share.tolist(), "measured_cost_vs_stack": ratio,
+            "measured_cost_vs_stack_one_call": ratio_whole,
+            "target": "accuracy >= stack - 0.002 and cost <= 0.40 x stack", "target_met": met,
+            "curve_validation": {"threshold": c.curve_["thresholds"][:, 0].tolist(),
+                                 "accuracy": c.curve_["accuracy"].tolist(),
+                                 "cost_ms_per_sample": c.curve_["cost"].tolist(),
+                                 "pareto": c.curve_["pareto"].tolist()},
+            "curve_test": test_curve(c, probas, y_te),
+        }
+    block["stack_test_accuracy"] = acc_stack
+    extra.setdefault("cascade", {})[dataset] = block
+
+
+def plot_curves(extra: dict, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    blocks = extra.get("cascade", {})
+    fig, axes = plt.subplots(1, len(blocks), figsize=(6 * len(blocks), 4.5), squeeze=False)
+    for ax, (dataset, block) in zip(axes[0], blocks.items()):
+        for n, c in block["cascades"].items():
+            stack_cost = c["fit_costs_ms_per_sample"][1]
+            cur = c["curve_test"]
+            ax.plot(np.array(cur["cost_ms_per_sample"]) / stack_cost, cur["accuracy"], ".-", label=f"{n} -> stack (test)")
+            ax.scatter([c["measured_cost_vs_stack"]], [c["test_accuracy"]], marker="*", s=150, zorder=3,
+                       label=f"{n}: chosen, measured")
+        ax.axhline(block["stack_test_accuracy"], color="k", lw=0.8, label="stack alone")
+        ax.axhline(block["stack_test_accuracy"] - 0.002, color="k", lw=0.8, ls="--", label="stack - 0.2 pt")
+        ax.axvline(0.4, color="r", lw=0.8, ls=":", label="40% cost")
+        ax.set(title=f"cascade on {dataset}", xlabel="mean cost / stack cost", ylabel="test accuracy")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# -- 2. hierarchical classifier ----------------------------------------------------------------
+def bench_hierarchy(args, rows: list, extra: dict) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
+
+    import slimstack as ss
+
+    tr, te = (ss.datasets.load("digits", split=s, seed=0).flat() for s in ("trainval", "test"))
+    lr = lambda: LogisticRegression(max_iter=3000)  # noqa: E731
+    svc = lambda: SVC(probability=True, random_state=0)  # noqa: E731
+    models = {
+        "flat_lr": lr(),
+        "flat_svc": svc(),
+        "hier_lr_hard": ss.HierarchicalClassifier(lr(), n_groups=3, routing="hard"),
+        "hier_lr_soft": ss.HierarchicalClassifier(lr(), n_groups=3, routing="soft"),
+        "hier_lr_router_svc_specialists_hard": ss.HierarchicalClassifier(lr(), svc(), n_groups=3),
+    }
+    for m in models.values():
+        m.fit(tr.X, tr.y)
+    timing = timed_interleaved({k: m.predict_proba for k, m in models.items()}, te.X, rounds=5)
+    for name, m in models.items():
+        rows.append({"name": f"digits/{name}", "section": "hierarchy", "quality": float(m.score(te.X, te.y)),
+                     "quality_metric": "accuracy", **timing[name], "size_bytes": _size(m), "params": None,
+                     "cost_vs_flat_lr": timing[name]["cost_ms_per_sample"] / timing["flat_lr"]["cost_ms_per_sample"]})
+    h = models["hier_lr_hard"]
+    extra["hierarchy"] = {"groups": {k: v.tolist() for k, v in h.groups_.items()},
+                          "groups_from": "out-of-fold confusion of LogisticRegression, complete linkage, 3 groups",
+                          "router_accuracy": float((h.predict_group(te.X) == np.array(
+                              [next(g for g, cs in h.groups_.items() if c in cs) for c in te.y])).mean())}
+
+
+# -- 3. merging --------------------------------------------------------------------------------
+def bench_merge(args, rows: list, extra: dict) -> None:
+    import torch
+
+    import slimstack as ss
+
+    train, val, test = (ss.datasets.load("digits", split=s, seed=0) for s in ("train", "val", "test"))
+    start = ss.zoo.train(ss.zoo.digits_mlp(), train, epochs=5, seed=0)
+    lrs = [5e-4, 1e-3, 2e-3, 3e-3, 5e-3]
+    members = [ss.zoo.train(copy.deepcopy(start), train, epochs=8, lr=lr, seed=i + 1) for i, lr in enumerate(lrs)]
+
+    def acc(model, ds) -> float:
+        with torch.no_grad():
+            return float((model(torch.as_tensor(ds.X)).argmax(1).numpy() == ds.y).mean())
+
+    best = max(range(5), key=lambda i: acc(members[i], val))
+    uniform = ss.merge(members, "uniform")
+    greedy = ss.merge(members, "greedy_soup", data=val)
+    ta = ss.merge(members, "task_arithmetic", base=start, data=val)
+    ties = ss.merge(members, "ties", base=start, density=0.2)
+
+    def output_average(x):
+        return torch.stack([torch.softmax(m(x), -1) for m in members]).mean(0)
+
+    single = {"start": start, "best_single": members[best], "uniform_soup": uniform, "greedy_soup": greedy,
+              "task_arithmetic": ta, "ties": ties}
+    fns = {k: m for k, m in single.items()}
+    fns["output_average_x5"] = output_average
+    X_te = torch.as_tensor(test.X)
+    with torch.no_grad():
+        timing = timed_interleaved({k: f for k, f in fns.items()}, X_te, rounds=7)
+        ens_acc = float((output_average(X_te).argmax(1).numpy() == test.y).mean())
+    params = sum(p.numel() for p in start.parameters())
+    for name, m in single.items():
+        rows.append({"name": f"digits/merge/{name}", "section": "merge", "quality": acc(m, test),
+                     "quality_metric": "accuracy", **timing[name], "size_bytes": params * 4, "params": params,
+                     "forward_passes": 1})
+    rows.append({"name": "digits/merge/output_average_x5", "section": "merge", "quality": ens_acc,
+                 "quality_metric": "accuracy", **timing["output_average_x5"], "size_bytes": 5 * params * 4,
+                 "params": 5 * params, "forward_passes": 5})
+    extra["merge"] = {"members": [{"lr": lr, "seed": i + 1, "val_accuracy": acc(m, val), "test_accuracy": acc(m, test)}
+                                  for i, (lr, m) in enumerate(zip(lrs, members))],
+                      "start": "DigitsMLP trained 5 epochs (seed 0); members fine-tuned 8 epochs each",
+                      "best_single_index": best, "greedy_soup": greedy.merge_record_["greedy_soup"],
+                      "task_arithmetic_scaling": ta.merge_record_["scaling"], "ties": ties.merge_record_["ties"]}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| variant | accuracy | latency ms / 256 rows | cost vs reference | note |", "|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r.get("cost_vs_stack", r.get("cost_vs_flat_lr"))
+        note = ""
+        if "target_met" in r:
+            note = (f"drop {100 * r['accuracy_drop_vs_stack']:.2f} pt, first stage answers "
+                    f"{100 * r['share_answered_first_stage']:.0f}%, target {'met' if r['target_met'] else 'missed'}; "
+                    f"one call over the test set: {r['cost_vs_stack_one_call']:.2f}x, target "
+                    f"{'met' if r['target_met_one_call'] else 'missed'}")
+        if r.get("forward_passes"):
+            note = f"{r['forward_passes']} forward pass(es)"
+        lines.append(f"| {r['name']} | {r['quality']:.4f} | {r['latency_ms']:.3f} | "
+                     f"{'' if ratio is None else f'{ratio:.2f}x'} | {note} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from slimstack._utils import seed_everything, threads
+
+    import warnings
+
+    args = parse_args(NAME, __doc__.splitlines()[0], argv)
+    warnings.filterwarnings("ignore", message=".*probability.*deprecated", category=FutureWarning)
+    seed_everything(0)
+    rows: list[dict] = []
+    extra: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    with threads(args.threads):
+        for dataset in ("digits", "synthetic20k"):
+            bench_cascade(dataset, args, rows, extra)
+            print(f"cascade {dataset}: {time.perf_counter() - t0:.0f}s", flush=True)
+        bench_hierarchy(args, rows, extra)
+        bench_merge(args, rows, extra)
+    png = plot_curves(extra, RESULTS / f"{NAME}{'-quick' if args.quick else ''}-cascade.png")
+    extra["plot"] = str(png.relative_to(RESULTS.parent)) if png else None
+    extra["wall_s"] = time.perf_counter() - t0
+    write(NAME, args, rows, **extra)
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

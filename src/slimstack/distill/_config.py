@@ -1,0 +1,154 @@
+"""The distillation config: what to match, how hard, and how to train."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from .._config import Config, register_config
+from ..errors import ConfigError
+
+__all__ = ["DistillConfig", "LOSSES", "FEATURE_LOSSES", "OPTIMIZERS", "SCHEDULES"]
+
+LOSSES = ("auto", "kd", "mse", "cosine", "cosine+mse")
+FEATURE_LOSSES = ("mse", "cosine")
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+@register_config
+@dataclasses.dataclass(frozen=True)
+class DistillConfig(Config):
+    """How ``ss.distill`` trains a student to reproduce its teacher.
+
+    Parameters
+    ----------
+    loss : {"auto", "kd", "mse", "cosine", "cosine+mse"}
+        What the student's outputs are matched against the teacher's with. ``"kd"`` is Hinton's
+        knowledge distillation (KL divergence of temperature-softened outputs, scaled by T^2);
+        ``"mse"``/``"cosine"`` suit regression outputs and embeddings. ``"auto"`` picks ``"kd"`` for
+        classifiers, ``"cosine"`` for sentence encoders (their embeddings are unit vectors, where MSE
+        is the cosine loss rescaled) and ``"mse"`` for regressors.
+    temperature : float
+        Softens both distributions in ``"kd"`` so the teacher's small probabilities (its "dark
+        knowledge") carry signal. Must be > 0.
+    alpha : float in [0, 1]
+        Weight of the distillation loss; ``1 - alpha`` goes to the hard-label loss (cross-entropy
+        or MSE) when the training data has labels. Unlabelled data uses the distillation loss alone.
+    features : tuple of (student_layer, teacher_layer) pairs
+        Named submodules whose outputs are matched too (hidden-state distillation); a learned
+        linear projection bridges different widths. Needs a live teacher (not cached outputs).
+    feature_weight, feature_loss
+        Weight and kind (``"mse"`` | ``"cosine"``) of the feature loss.
+    epochs, batch_size, lr, weight_decay, optimizer, schedule, warmup, grad_clip
+        The training loop. ``batch_size`` is the global batch: under ``torchrun`` each of the
+        ``WORLD_SIZE`` processes takes ``batch_size / WORLD_SIZE`` rows. ``warmup`` is the share of
+        steps with a linearly rising learning rate.
+    max_steps : int, optional
+        Stop after this many optimizer steps (for quick runs); the history records it.
+    patience : int, optional
+        Early stopping: stop when the validation score has not improved for this many epochs. The
+        best epoch's weights are returned either way when ``val`` is given.
+    checkpoint_dir : str, optional
+        Where a checkpoint is written atomically after every epoch; a run that finds one resumes
+        from it (with ``resume=True``), so an interrupted run continues where it stopped.
+    cache_dir : str, optional
+        Teacher outputs on the training data are computed once and stored here (safetensors, named
+        by a hash of teacher and data), so an expensive teacher runs a single time.
+    max_length : int, optional
+        Token length for text students during training (evaluation uses the encoder's own).
+    seed : int
+        Seeds initialisation of projections, the data order and dropout.
+    threads : int, optional
+        Intra-op threads for training (None leaves torch's setting alone).
+    progress : bool
+        Show a progress bar (rank 0 only under ``torchrun``).
+
+    Examples
+    --------
+    >>> cfg = ss.DistillConfig(temperature=4.0, alpha=0.5, epochs=20)
+    >>> cfg.to_dict()["type"]
+    'DistillConfig'
+    """
+
+    kind = "distill"
+
+    loss: str = "auto"
+    temperature: float = 4.0
+    alpha: float = 0.5
+    features: tuple = ()
+    feature_weight: float = 1.0
+    feature_loss: str = "mse"
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup: float = 0.0
+    grad_clip: float | None = 5.0
+    max_steps: int | None = None
+    patience: int | None = None
+    checkpoint_dir: str | None = None
+    resume: bool = True
+    cache_dir: str | None = None
+    max_length: int | None = None
+    seed: int = 0
+    threads: int | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        _choice("loss", self.loss, LOSSES)
+        _choice("feature_loss", self.feature_loss, FEATURE_LOSSES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        if not _finite(self.temperature) or self.temperature <= 0:
+            raise ConfigError(
+                f"DistillConfig.temperature={self.temperature!r} must be a number > 0; "
+                "1.0 leaves the outputs as they are, 2 to 8 is typical for knowledge distillation"
+            )
+        if not _finite(self.alpha) or not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(
+                f"DistillConfig.alpha={self.alpha!r} must lie in [0, 1] (the weight of the "
+                "distillation loss; 1 - alpha weights the hard labels); use e.g. alpha=0.5"
+            )
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"DistillConfig.{name}={value!r} must be a positive integer")
+        for name in ("max_steps", "patience", "max_length", "threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"DistillConfig.{name}={value!r} must be a positive integer or None")
+        if not _finite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"DistillConfig.lr={self.lr!r} must be > 0, e.g. 1e-3 (small nets) or 5e-5 (transformers)")
+        if not _finite(self.weight_decay) or self.weight_decay < 0:
+            raise ConfigError(f"DistillConfig.weight_decay={self.weight_decay!r} must be >= 0")
+        if not _finite(self.feature_weight) or self.feature_weight < 0:
+            raise ConfigError(f"DistillConfig.feature_weight={self.feature_weight!r} must be >= 0")
+        if not _finite(self.warmup) or not 0.0 <= self.warmup < 1.0:
+            raise ConfigError(f"DistillConfig.warmup={self.warmup!r} is a share of the steps; use a value in [0, 1)")
+        if self.grad_clip is not None and (not _finite(self.grad_clip) or self.grad_clip <= 0):
+            raise ConfigError(f"DistillConfig.grad_clip={self.grad_clip!r} must be > 0 or None (no clipping)")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"DistillConfig.seed={self.seed!r} must be an integer")
+        for pair in self.features:
+            if not (isinstance(pair, tuple | list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+                raise ConfigError(
+                    f"DistillConfig.features entry {pair!r} must be a (student_layer, teacher_layer) pair "
+                    "of module names, e.g. features=(('model.encoder.layer.1', 'model.encoder.layer.3'),)"
+                )
+
+    def __post_init__(self) -> None:
+        # Pairs arrive as lists from JSON/YAML; keep them hashable tuples.
+        object.__setattr__(self, "features", tuple(tuple(p) if isinstance(p, list) else p for p in self.features))
+        super().__post_init__()
+
+
+def _choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"DistillConfig.{field}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

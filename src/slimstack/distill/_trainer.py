@@ -1,0 +1,341 @@
+"""A generic training loop: it minimises whatever ``objective(idx)["loss"]`` returns.
+
+The trainer knows nothing about teachers or losses. It owns the optimizer and schedule, early
+stopping on a validation score, atomic checkpoints and resume, the progress bar, seeding, and
+multi-process data parallelism: launched under ``torchrun`` it joins a gloo process group, wraps
+the objective in ``DistributedDataParallel`` and gives each process its share of every global batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, SlimstackError
+
+__all__ = ["Trainer", "TrainSettings", "TrainingDivergedError", "fingerprint", "world"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingDivergedError(SlimstackError, FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """What the loop needs to know; built from a ``DistillConfig`` (or any config with these fields)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup: float = 0.0
+    grad_clip: float | None = None
+    max_steps: int | None = None
+    patience: int | None = None
+    checkpoint_dir: str | None = None
+    resume: bool = True
+    seed: int = 0
+    progress: bool = False
+    fingerprint: str = ""  # a resume only continues a checkpoint written by the same settings
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)``; joins a gloo process group when launched by ``torchrun``."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+class Trainer:
+    """Train ``objective`` (an ``nn.Module`` whose ``forward(idx)`` returns a dict with ``"loss"``).
+
+    Parameters
+    ----------
+    objective : nn.Module
+        Holds every trainable parameter; ``forward(idx)`` computes the loss on rows ``idx``.
+    n_rows : int
+        Number of training rows; each epoch visits a seeded permutation of them.
+    settings : TrainSettings
+    evaluate : callable, optional
+        ``evaluate() -> float`` (higher is better), run after each epoch on rank 0 for early
+        stopping and to keep the best epoch's weights.
+    on_epoch_end : callable, optional
+        ``on_epoch_end(record)`` with the epoch's history record (raise to interrupt).
+    """
+
+    def __init__(self, objective: nn.Module, n_rows: int, settings: TrainSettings, *,
+                 evaluate: Callable[[], float] | None = None,
+                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None):
+        self.objective = objective
+        self.n_rows = int(n_rows)
+        self.s = settings
+        self.evaluate = evaluate
+        self.on_epoch_end = on_epoch_end
+        self.rank, self.world_size = world()
+        if self.s.batch_size % self.world_size:
+            raise ConfigError(
+                f"batch_size={self.s.batch_size} is the global batch and must divide by the {self.world_size} "
+                f"processes; use batch_size={self.s.batch_size - self.s.batch_size % self.world_size or self.world_size}"
+            )
+        self.local_batch = self.s.batch_size // self.world_size
+        self.history: list[dict[str, Any]] = []
+        self.record: dict[str, Any] = {"world_size": self.world_size}
+
+    # ----------------------------------------------------------------- loop
+    def fit(self) -> list[dict[str, Any]]:
+        model = self._wrap()
+        params = [p for p in self.objective.parameters() if p.requires_grad]
+        opt = _optimizer(self.s, params)
+        steps_per_epoch = math.ceil(self._rows_per_rank() / self.local_batch)
+        total = self.s.epochs * steps_per_epoch
+        if self.s.max_steps is not None:
+            total = min(total, self.s.max_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(self.s.schedule, self.s.warmup, total))
+        state = {"epoch": 0, "step": 0, "best": -math.inf, "best_epoch": None, "bad_epochs": 0, "stopped": None}
+        best_weights: dict[str, torch.Tensor] | None = None
+        ckpt = Path(self.s.checkpoint_dir) / CHECKPOINT if self.s.checkpoint_dir else None
+        if ckpt is not None and self.s.resume and ckpt.exists():
+            state, best_weights = self._load(ckpt, opt, sched)
+            self.record["resumed_from_epoch"] = state["epoch"]
+        elif self.evaluate is not None:
+            # The starting weights are a candidate too: a student initialised from its teacher
+            # (ss.zoo.shrink) can already be good, and training must not make it worse unnoticed.
+            score = self._evaluate()
+            self.history.append({"epoch": 0, "step": 0, "val": score})
+            state.update(best=score, best_epoch=0)
+            best_weights = copy.deepcopy(self.objective.state_dict())
+        t0 = time.perf_counter()
+        with _progress(self.s.progress and self.rank == 0, total, state["step"]) as bar:
+            while state["epoch"] < self.s.epochs and state["stopped"] is None:
+                epoch = state["epoch"]
+                sums: dict[str, float] = {}
+                seen = 0
+                model.train()
+                for idx in self._batches(epoch):
+                    parts = model(idx)
+                    loss = parts["loss"]
+                    values = self._reduce({k: float(v.detach()) for k, v in parts.items()})
+                    if not all(math.isfinite(v) for v in values.values()):
+                        raise self._diverged(values, epoch, state["step"], ckpt)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if self.s.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(params, self.s.grad_clip)
+                    opt.step()
+                    sched.step()
+                    state["step"] += 1
+                    seen += 1
+                    for k, v in values.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    bar(loss=values["loss"], epoch=epoch + 1)
+                    if self.s.max_steps is not None and state["step"] >= self.s.max_steps:
+                        state["stopped"] = f"max_steps={self.s.max_steps} reached"
+                        break
+                rec = {"epoch": epoch + 1, "step": state["step"], **{k: v / max(seen, 1) for k, v in sums.items()},
+                       "lr": float(sched.get_last_lr()[0]), "seconds": round(time.perf_counter() - t0, 3)}
+                if self.evaluate is not None:
+                    score = self._evaluate()
+                    rec["val"] = score
+                    if score > state["best"]:
+                        state.update(best=score, best_epoch=epoch + 1, bad_epochs=0)
+                        best_weights = copy.deepcopy(self.objective.state_dict())
+                    else:
+                        state["bad_epochs"] += 1
+                        if self.s.patience is not None and state["bad_epochs"] >= self.s.patience:
+                            state["stopped"] = f"early stop: no val gain for {self.s.patience} epochs"
+                bar(val=rec.get("val"))
+                self.history.append(rec)
+                state["epoch"] = epoch + 1
+                if ckpt is not None:
+                    self._save(ckpt, opt, sched, state, best_weights)
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(rec)
+        if best_weights is not None:
+            self.objective.load_state_dict(best_weights)
+        self.record.update(best_epoch=state["best_epoch"], best_val=None if state["best_epoch"] is None else state["best"],
+                           stopped=state["stopped"] or "all epochs done", steps=state["step"],
+                           train_seconds=round(time.perf_counter() - t0, 3))
+        return self.history
+
+    # ------------------------------------------------------------ helpers
+    def _wrap(self) -> nn.Module:
+        if self.world_size == 1:
+            return self.objective
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Unused parameters (a transformer's pooler, say) must not stall the gradient all-reduce.
+        return DistributedDataParallel(self.objective, find_unused_parameters=True)
+
+    def _rows_per_rank(self) -> int:
+        return math.ceil(self.n_rows / self.world_size)
+
+    def _batches(self, epoch: int):
+        """This rank's batches: the same seeded permutation on every rank, dealt out round-robin.
+
+        Rank r takes positions r, r + W, ... of the permutation (as ``DistributedSampler`` does),
+        so step k's global batch is the same set of rows whatever the number of processes.
+        """
+        g = torch.Generator().manual_seed(self.s.seed + epoch)
+        order = torch.randperm(self.n_rows, generator=g)
+        per_rank = self._rows_per_rank()
+        pad = per_rank * self.world_size - self.n_rows
+        if pad:
+            order = torch.cat([order, order[:pad]])
+        mine = order[self.rank :: self.world_size]
+        for start in range(0, len(mine), self.local_batch):
+            yield mine[start : start + self.local_batch]
+
+    def _reduce(self, values: dict[str, float]) -> dict[str, float]:
+        if self.world_size == 1:
+            return values
+        import torch.distributed as dist
+
+        keys = sorted(values)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+        dist.all_reduce(t)
+        return {k: float(v) / self.world_size for k, v in zip(keys, t)}
+
+    def _evaluate(self) -> float:
+        score = float(self.evaluate()) if self.rank == 0 else 0.0
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            box = [score]
+            dist.broadcast_object_list(box, src=0)
+            score = float(box[0])
+        return score
+
+    def _diverged(self, values: dict[str, float], epoch: int, step: int, ckpt: Path | None) -> TrainingDivergedError:
+        parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+        keep = (f"the last good checkpoint ({self.history[-1]['epoch'] if self.history else 'none yet'}) is kept "
+                f"in {ckpt}" if ckpt is not None else "no checkpoint_dir was set, so nothing was saved")
+        return TrainingDivergedError(
+            f"the loss became non-finite at epoch {epoch + 1}, step {step + 1} ({parts}); training stopped and {keep}. "
+            f"Lower lr (now {self.s.lr:g}), keep grad_clip set, or check the inputs and teacher outputs for NaN/inf"
+        )
+
+    def _save(self, path: Path, opt: Any, sched: Any, state: dict[str, Any], best: dict[str, torch.Tensor] | None) -> None:
+        if self.rank == 0:
+            blob = {
+                "fingerprint": self.s.fingerprint,
+                "objective": self.objective.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "state": json.dumps(state),
+                "history": json.dumps(self.history),
+                "best": best,
+                "rng": torch.get_rng_state(),
+            }
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    torch.save(blob, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint intact
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def _load(self, path: Path, opt: Any, sched: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob.get("fingerprint") != self.s.fingerprint:
+            raise ConfigError(
+                f"the checkpoint in {path.parent} was written by a different run (other config, data or models); "
+                "pass another checkpoint_dir, delete it, or set resume=False to start over"
+            )
+        self.objective.load_state_dict(blob["objective"])
+        opt.load_state_dict(blob["optimizer"])
+        sched.load_state_dict(blob["scheduler"])
+        torch.set_rng_state(blob["rng"])
+        self.history = json.loads(blob["history"])
+        return json.loads(blob["state"]), blob["best"]
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of JSON-able parts, to tie a checkpoint to the run that wrote it."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _optimizer(s: TrainSettings, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if not params:
+        raise ConfigError("the student has no trainable parameters (all have requires_grad=False)")
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.lr, momentum=0.9, weight_decay=s.weight_decay)
+    return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+
+
+def _schedule(kind: str, warmup: float, total: int) -> Callable[[int], float]:
+    warm = int(round(warmup * total))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if kind == "constant":
+            return 1.0
+        frac = min(1.0, (step - warm) / max(1, total - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * frac)) if kind == "cosine" else 1.0 - frac
+
+    return factor
+
+
+class _progress:
+    """A rich progress bar over optimizer steps (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, done: int):
+        self.enabled, self.total, self.done = enabled, total, done
+        self.loss: float | None = None
+        self.val: float | None = None
+        self.epoch = 0
+
+    def __enter__(self) -> _progress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("distill"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                TextColumn("{task.description}"), transient=False)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("", total=self.total, completed=self.done)
+        return self
+
+    def __call__(self, loss: float | None = None, val: float | None = None, epoch: int | None = None) -> None:
+        if not self.enabled:
+            return
+        advance = 1 if loss is not None else 0
+        self.loss = loss if loss is not None else self.loss
+        self.val = val if val is not None else self.val
+        self.epoch = epoch or self.epoch
+        desc = f"epoch {self.epoch} loss {self.loss:.4f}" if self.loss is not None else ""
+        if self.val is not None:
+            desc += f" val {self.val:.4f}"
+        self.bar.update(self.task, advance=advance, description=desc)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)
+

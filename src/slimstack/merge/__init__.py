@@ -1,0 +1,11 @@
+"""Weight-space merging: uniform and greedy soups, task arithmetic and TIES.
+
+``ss.merge(models, method=...)`` returns one model of the same type whose inference costs one
+forward pass, where an output ensemble of the same models costs one per member. The merging rules
+are pure functions on state dicts in :mod:`slimstack.merge._methods`.
+"""
+
+from ._configs import GreedySoup, MergeConfig, TaskArithmetic, TiesMerging, UniformSoup
+from ._merge import METHODS, merge
+
+__all__ = ["METHODS", "GreedySoup", "MergeConfig", "TaskArithmetic", "TiesMerging", "UniformSoup", "merge"]

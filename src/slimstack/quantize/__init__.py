@@ -1,0 +1,16 @@
+"""Quantization for CPU inference: dynamic and static int8, weight-only int8/int4, QAT, accuracy-aware fallback.
+
+``ss.quantize(model, config, ...)`` returns ``QuantResult(model, record)``; the model keeps the
+original's interface whichever backend (PyTorch or ONNX Runtime) was measured fastest.
+"""
+
+from ._api import quantize
+from ._configs import QAT, DynamicInt8, QuantConfig, StaticInt8, WeightOnly
+from ._record import QuantRecord, QuantResult
+from .backends.onnxruntime import OrtClassifier, OrtSentenceEncoder
+from .backends.torch import QuantConv2d, QuantLinear, WeightOnlyEmbedding, WeightOnlyLinear
+
+__all__ = [
+    "DynamicInt8", "OrtClassifier", "OrtSentenceEncoder", "QAT", "QuantConfig", "QuantConv2d", "QuantLinear",
+    "QuantRecord", "QuantResult", "StaticInt8", "WeightOnly", "WeightOnlyEmbedding", "WeightOnlyLinear", "quantize",
+]

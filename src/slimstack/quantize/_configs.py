@@ -1,0 +1,164 @@
+"""The quantization configs: one frozen dataclass per technique, validated where it is written.
+
+``ss.quantize(model, config)`` looks the handler up by the config's type, so a recipe is plain data:
+``{"type": "StaticInt8", "version": 1, "data": {"observer": "percentile"}}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from .._config import Config, register_config
+from ..errors import ConfigError
+
+__all__ = ["QuantConfig", "DynamicInt8", "StaticInt8", "WeightOnly", "QAT", "BACKENDS", "OBSERVERS"]
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+OBSERVERS = ("minmax", "percentile", "mse", "entropy")
+GRANULARITIES = ("per_channel", "per_tensor")
+
+
+def _choice(cls: str, field: str, value: object, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{cls}.{field}={value!r} is not allowed; choose one of: {', '.join(map(repr, allowed))}")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantConfig(Config):
+    """Fields every quantization config shares.
+
+    ``backend`` is "torch" (slimstack's own int8 modules), "onnxruntime" (export to ONNX, quantize
+    with onnxruntime.quantization, run in an InferenceSession) or "auto" (build both, time them on
+    the caller's data and keep the faster one; the record lists every candidate's timing).
+    ``skip`` names layers (module names, or substrings of them) to keep in float on purpose.
+    """
+
+    kind: ClassVar[str] = "quantize"
+    backend: str = "auto"
+    skip: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        _choice(type(self).__name__, "backend", self.backend, BACKENDS)
+        if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
+            raise ConfigError(f"{type(self).__name__}.skip={self.skip!r} must be a tuple of layer names, "
+                              "e.g. skip=('classifier',)")
+
+
+@register_config
+@dataclasses.dataclass(frozen=True)
+class DynamicInt8(QuantConfig):
+    """int8 weights (per output channel), activations quantized at run time from their own range.
+
+    Needs no calibration data, so it is the first thing to try on Linear-heavy models (transformers,
+    MLPs). ``reduce_range`` quantizes weights to 7 bits, which avoids int16 overflow in the u8s8
+    kernels of CPUs without VNNI at a small accuracy cost.
+
+    Examples
+    --------
+    >>> q = ss.quantize(encoder, ss.DynamicInt8(backend="auto"))   # doctest: +SKIP
+    """
+
+    per_channel: bool = True
+    reduce_range: bool = False
+    optimize_graph: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        for f in ("per_channel", "reduce_range", "optimize_graph"):
+            if not isinstance(getattr(self, f), bool):
+                raise ConfigError(f"DynamicInt8.{f}={getattr(self, f)!r} must be True or False")
+
+
+@register_config
+@dataclasses.dataclass(frozen=True)
+class StaticInt8(QuantConfig):
+    """int8 weights and activations, activation ranges fixed beforehand from calibration data.
+
+    ``observer`` chooses how a range is read from the calibration activations: "minmax" (the
+    extremes), "percentile" (clip the ``percentile`` tail, robust to outliers), "mse" (the clip that
+    minimises quantization error) or "entropy" (the clip that minimises KL divergence of the
+    histogram, as TensorRT does). ``smoothquant_alpha`` migrates activation outliers into the
+    weights of Linear layers (SmoothQuant); 0 turns it off.
+
+    Examples
+    --------
+    >>> q = ss.quantize(cnn, ss.StaticInt8(observer="percentile"), calibration=train_ds)   # doctest: +SKIP
+    """
+
+    observer: str = "minmax"
+    percentile: float = 99.99
+    granularity: str = "per_channel"
+    smoothquant_alpha: float = 0.0
+    calibration_size: int = 256
+
+    def validate(self) -> None:
+        super().validate()
+        _choice("StaticInt8", "observer", self.observer, OBSERVERS)
+        _choice("StaticInt8", "granularity", self.granularity, GRANULARITIES)
+        if not 50.0 < self.percentile <= 100.0:
+            raise ConfigError(f"StaticInt8.percentile={self.percentile!r} must be in (50, 100], e.g. 99.99")
+        if not 0.0 <= self.smoothquant_alpha < 1.0:
+            raise ConfigError(f"StaticInt8.smoothquant_alpha={self.smoothquant_alpha!r} must be in [0, 1); "
+                              "0.5 is the SmoothQuant default, 0 turns it off")
+        if not isinstance(self.calibration_size, int) or self.calibration_size < 1:
+            raise ConfigError(f"StaticInt8.calibration_size={self.calibration_size!r} must be a positive integer")
+
+
+@register_config
+@dataclasses.dataclass(frozen=True)
+class WeightOnly(QuantConfig):
+    """Weights stored as packed int8 or int4 with one scale per ``group_size`` inputs; activations stay float.
+
+    The file shrinks about 4x (int8) or 7-8x (int4) against fp32. Inference dequantizes the weights
+    (or runs torch's int4/int8 weight-packed CPU kernels where they exist), so the gain is size and
+    memory, not always speed.
+
+    Examples
+    --------
+    >>> q = ss.quantize(encoder, ss.WeightOnly(bits=4, group_size=128))   # doctest: +SKIP
+    """
+
+    bits: int = 8
+    group_size: int = 128
+    backend: str = "torch"
+
+    def validate(self) -> None:
+        super().validate()
+        _choice("WeightOnly", "bits", self.bits, (4, 8))
+        if self.group_size not in (32, 64, 128, 256):
+            raise ConfigError(f"WeightOnly.group_size={self.group_size!r} is not allowed; choose 32, 64, 128 or 256")
+        if self.backend == "onnxruntime":
+            raise ConfigError("WeightOnly.backend='onnxruntime' is not offered; use backend='torch' (or 'auto')")
+
+
+@register_config
+@dataclasses.dataclass(frozen=True)
+class QAT(QuantConfig):
+    """Quantization-aware training: fine-tune with fake int8 quantization, then convert to int8.
+
+    The forward pass rounds weights (per channel) and activations (running min-max ranges) as the
+    int8 model will; the straight-through estimator passes gradients through the rounding. The
+    result is the same deployable model :class:`StaticInt8` produces.
+
+    Examples
+    --------
+    >>> q = ss.quantize(cnn, ss.QAT(epochs=3), data=train_ds)   # doctest: +SKIP
+    """
+
+    epochs: int = 3
+    lr: float = 1e-3
+    batch_size: int = 64
+    seed: int = 0
+    backend: str = "torch"
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError(f"QAT.epochs={self.epochs!r} must be a positive integer")
+        if not self.lr > 0:
+            raise ConfigError(f"QAT.lr={self.lr!r} must be > 0, e.g. 1e-3")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"QAT.batch_size={self.batch_size!r} must be a positive integer")
+        if self.backend == "onnxruntime":
+            raise ConfigError("QAT.backend='onnxruntime' is not offered; QAT trains in PyTorch, use backend='torch'")

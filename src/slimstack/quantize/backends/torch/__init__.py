@@ -1,0 +1,7 @@
+"""The PyTorch backend: integer modules, the layer swapper, and their save format."""
+
+from . import _format  # noqa: F401  (registers the save format and measure adapter)
+from ._kernels import int8_kernel
+from ._modules import QuantConv2d, QuantLinear, WeightOnlyEmbedding, WeightOnlyLinear
+
+__all__ = ["QuantConv2d", "QuantLinear", "WeightOnlyEmbedding", "WeightOnlyLinear", "int8_kernel"]

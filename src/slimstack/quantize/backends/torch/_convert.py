@@ -1,0 +1,106 @@
+"""Swap float layers of a copied model for slimstack's integer modules, following a plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ...._utils import seed_everything
+from ..._calibration import collect, qparams
+from ..._configs import DynamicInt8, QuantConfig, StaticInt8, WeightOnly
+from ..._smoothquant import smooth_factors
+from ._modules import QuantConv2d, QuantLinear, WeightOnlyEmbedding, WeightOnlyLinear
+
+__all__ = ["candidate_layers", "set_module", "build_torch"]
+
+
+def candidate_layers(model: nn.Module, config: QuantConfig) -> tuple[list[str], list[dict[str, Any]]]:
+    """Layers this config can quantize, and records for parameterised layers it cannot (kept float, with why)."""
+    quantizable: list[str] = []
+    other: list[dict[str, Any]] = []
+    for name, m in model.named_modules():
+        if not name:
+            continue
+        t = type(m).__name__
+        if isinstance(config, WeightOnly):
+            if isinstance(m, nn.Linear):
+                if m.in_features % config.group_size:
+                    fits = [g for g in (32, 64, 128, 256) if m.in_features % g == 0]
+                    other.append(_float(name, t, f"in_features={m.in_features} is not divisible by group_size="
+                                        f"{config.group_size}; group sizes that fit: {fits or 'none'}"))
+                else:
+                    quantizable.append(name)
+            elif isinstance(m, nn.Embedding):
+                if m.embedding_dim % config.group_size:
+                    other.append(_float(name, t, f"embedding_dim={m.embedding_dim} is not divisible by "
+                                        f"group_size={config.group_size}"))
+                else:
+                    quantizable.append(name)
+            elif _has_own_params(m):
+                other.append(_float(name, t, f"weight-only quantization covers Linear and Embedding, not {t}"))
+        elif (isinstance(m, nn.Linear | nn.Embedding)
+              or (isinstance(m, nn.Conv2d) and not isinstance(config, DynamicInt8))):
+            quantizable.append(name)
+        elif _has_own_params(m):
+            why = ("dynamic int8 needs run-time ranges, which the torch backend offers for Linear only; "
+                   "use StaticInt8 for Conv2d") if isinstance(m, nn.Conv2d) else f"no int8 kernel for {t}"
+            other.append(_float(name, t, why))
+    skip = [n for n in quantizable if any(s == n or s in n for s in config.skip)]
+    for n in skip:
+        quantizable.remove(n)
+        other.append(_float(n, type(model.get_submodule(n)).__name__, "listed in config.skip"))
+    return quantizable, other
+
+
+def _has_own_params(m: nn.Module) -> bool:
+    return any(True for _ in m.parameters(recurse=False))
+
+
+def _float(name: str, type_name: str, reason: str) -> dict[str, Any]:
+    return {"name": name, "type": type_name, "status": "float", "reason": reason}
+
+
+def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, new)
+
+
+def build_torch(model: nn.Module, config: QuantConfig, layers: list[str], calibration: Any = None,
+                seed: int = 0) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Return a quantized copy-in-place of ``model`` (the caller passes a copy) and one record per layer."""
+    seed_everything(seed)
+    model.eval()
+    modules = dict(model.named_modules())
+    records: list[dict[str, Any]] = []
+    act: dict[str, tuple[float, int]] = {}
+    smooth: dict[str, Any] = {}
+    observed = [n for n in layers if isinstance(modules[n], nn.Linear | nn.Conv2d)]
+    if isinstance(config, StaticInt8) and observed:
+        stats = collect(model, observed, calibration, seed=seed)
+        if config.smoothquant_alpha > 0:
+            smooth = {n: smooth_factors(modules[n], stats[n].channel_absmax, config.smoothquant_alpha)
+                      for n in observed if isinstance(modules[n], nn.Linear)}
+            stats = collect(model, observed, calibration, seed=seed, transform=smooth)
+        act = {n: qparams(stats[n], config.observer, config.percentile) for n in observed}
+    per_channel = getattr(config, "granularity", "per_channel") == "per_channel" and getattr(config, "per_channel", True)
+    for n in layers:
+        m = modules[n]
+        if isinstance(config, WeightOnly):
+            cls = WeightOnlyLinear if isinstance(m, nn.Linear) else WeightOnlyEmbedding
+            new = cls.from_float(m, config.bits, config.group_size)
+        elif isinstance(m, nn.Embedding):  # a lookup has no matmul to run in int8: store int8 rows, one scale each
+            new = WeightOnlyEmbedding.from_float(m, 8, m.embedding_dim)
+        elif isinstance(m, nn.Conv2d):
+            new = QuantConv2d.from_float(m, act[n], per_channel)
+        else:
+            new = QuantLinear.from_float(m, per_channel=per_channel, act_qparams=act.get(n), smooth=smooth.get(n))
+        set_module(model, n, new)
+        rec = {"name": n, "type": type(m).__name__, "status": "quantized", "as": type(new).__name__,
+               "kernel": getattr(new, "kernel", "dequantize")}
+        if n in act:
+            rec["act_scale"], rec["act_zero_point"] = act[n]
+        if n in smooth:
+            rec["smoothquant"] = True
+        records.append(rec)
+    return model, records

@@ -1,0 +1,176 @@
+"""``slimstack run``: run a recipe's steps, measure every intermediate model, write the report.
+
+Each finished step's model is saved (atomically) under ``OUT/artifacts/`` and recorded in
+``OUT/state.json`` together with a hash of everything that produced it. Re-running the same recipe
+into the same folder loads the finished steps and goes on after the last one; a changed step and
+every step after it run again. A killed run leaves no half-written artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .. import datasets, io
+from .._utils import atomic_file, seed_everything
+from ..errors import ConfigError, ModelError
+from ._schema import Recipe, load_recipe
+from ._steps import StepContext, plain, run_step
+
+__all__ = ["run_recipe", "prepare", "load_model", "load_data"]
+
+STATE = "state.json"
+
+
+def load_data(recipe: Recipe) -> dict[str, datasets.Dataset]:
+    spec = recipe.data
+    splits = ("train", "test", "test") if spec.name == "stsb" else ("train", "val", "test")
+    out = {}
+    for key, split in zip(("train", "val", "test"), splits):
+        ds = datasets.load(spec.name, split=split, seed=spec.seed, target=spec.target)
+        if spec.flat:
+            ds = ds.flat()
+        if key == "test" and spec.limit:
+            ds = ds.head(spec.limit)
+        out[key] = ds
+    if spec.name == "stsb":  # STS-B ships no validation split: hold out 500 train pairs, seeded
+        import numpy as np
+
+        order = np.random.default_rng(spec.seed).permutation(len(out["train"]))
+        out["val"], out["train"] = out["train"].subset(np.sort(order[:500])), out["train"].subset(np.sort(order[500:]))
+    return out
+
+
+def load_model(recipe: Recipe, data: dict[str, datasets.Dataset]) -> Any:
+    from .. import zoo
+
+    spec = recipe.model
+    if spec.path is not None:
+        return io.load(spec.path, trusted=spec.trusted)
+    if spec.estimator is not None:
+        from ._combine import _build
+
+        est = _build({"estimator": spec.estimator, "params": spec.params, "scale": spec.scale}, None, None)
+        train = data["train"]
+        return est.fit(train.X.reshape(len(train.X), -1), train.y)
+    builders = {"digits_cnn": zoo.digits_cnn, "digits_mlp": zoo.digits_mlp, "digits_resnet": zoo.digits_resnet,
+                "minilm": zoo.minilm}
+    if spec.zoo not in builders:
+        from ..errors import unknown_name
+
+        raise unknown_name("zoo model", spec.zoo, builders)
+    if spec.zoo == "minilm":
+        return zoo.minilm()
+    model = builders[spec.zoo](seed=spec.train.seed if spec.train else 0)
+    if spec.train is not None:
+        model = zoo.train(model, data["train"], epochs=spec.train.epochs, lr=spec.train.lr, seed=spec.train.seed,
+                          val=data["val"])
+    return model
+
+
+def _hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def prepare(recipe: Recipe, out: Path, console: Console) -> tuple[dict, Any, StepContext, dict]:
+    """Load data and the original model (from OUT when a previous run already built it)."""
+    data = load_data(recipe)
+    state_path = out / STATE
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"steps": []}
+    origin_hash = _hash(recipe.model.model_dump(), recipe.data.model_dump())
+    original_dir = out / "artifacts" / "00-original"
+    if state.get("original") == origin_hash and original_dir.exists():
+        model = io.load(original_dir, trusted=recipe.model.trusted)
+        console.print("original model: loaded from the previous run")
+    else:
+        model = load_model(recipe, data)
+        _check_fits(model, data["test"])
+        try:
+            io.save(model, original_dir)
+        except ModelError:
+            pass  # e.g. a prefit object no safe format can hold; it is rebuilt on resume
+        state = {"original": origin_hash, "steps": []}
+        _write_state(out, state)
+    example = data["train"].inputs[:1] if data["train"].X is not None else None
+    ctx = StepContext(original=model, train=data["train"], val=data["val"], test=data["test"],
+                      example_inputs=None if example is None else _tensor(example), seed=recipe.data.seed,
+                      threads=recipe.measure.threads)
+    return data, model, ctx, state
+
+
+def _tensor(x: Any) -> Any:
+    import torch
+
+    return torch.as_tensor(x)
+
+
+def _check_fits(model: Any, test: datasets.Dataset) -> None:
+    from ..measure import compare
+
+    compare({"model": model}, test.head(min(8, len(test))), runs=1, warmup=0, cost=False, threads=None)
+
+
+def _write_state(out: Path, state: dict) -> None:
+    with atomic_file(out / STATE) as fh:
+        json.dump(state, fh, indent=2)
+
+
+def run_recipe(source: Any, out: str | Path, console: Console | None = None) -> dict[str, Any]:
+    """Run a recipe into ``out`` and return the report (also written as report.json and report.html)."""
+    from ..report import build_report, write_report
+
+    console = console or Console()
+    recipe = source if isinstance(source, Recipe) else load_recipe(source)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(recipe.data.seed)
+    data, model, ctx, state = prepare(recipe, out, console)
+    models: dict[str, Any] = {"original": model}
+    step_info: list[dict[str, Any]] = []
+    base_hash = state["original"]
+    for i, (kind, fields) in enumerate(recipe.step_list(), start=1):
+        h = _hash(base_hash, [s for s in recipe.steps[:i]])
+        name = f"{i:02d}-{kind}"
+        art = out / "artifacts" / name
+        done = next((s for s in state["steps"] if s["index"] == i and s["hash"] == h), None)
+        if done is not None and art.exists():
+            model = io.load(art, trusted=True)  # our own artifact, written by this run's code
+            console.print(f"step {i} {kind}: done in a previous run, loaded")
+            info = done
+        else:
+            state["steps"] = [s for s in state["steps"] if s["index"] < i]
+            console.print(f"step {i} {kind} ({(fields or {}).get('method', '')}) ...")
+            t0 = time.perf_counter()
+            with console.status(f"running step {i}: {kind}"):
+                model, record = run_step(kind, fields or {}, model, ctx)
+            info = {"index": i, "kind": kind, "method": (fields or {}).get("method"), "fields": plain(fields or {}),
+                    "hash": h, "seconds": round(time.perf_counter() - t0, 2), "record": plain(record),
+                    "artifact": str(art.relative_to(out))}
+            io.save(model, art)
+            state["steps"].append(info)
+            _write_state(out, state)
+        models[name] = model
+        step_info.append(info)
+    console.print("measuring every model side by side (interleaved) ...")
+    m = recipe.measure
+    from ..measure import compare
+
+    comparison = compare(models, data["test"], batch_size=m.batch_size, threads=m.threads, runs=m.runs,
+                         warmup=m.warmup, progress=True)
+    report = build_report(recipe, comparison, step_info)
+    write_report(report, out)
+    console.print(comparison.rich_table())
+    console.print(f"report: {out / 'report.html'}")
+    return report
+
+
+def validate_recipe(source: Any) -> Recipe:
+    recipe = load_recipe(source)
+    if not recipe.steps and recipe.search is None:
+        raise ConfigError("the recipe has no steps; add e.g. `steps: [{quantize: {method: DynamicInt8}}]`")
+    return recipe

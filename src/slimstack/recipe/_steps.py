@@ -1,0 +1,136 @@
+"""Recipe steps: how each step kind parses its fields and runs on the current model.
+
+A step names its technique with ``method`` (a registered config type, e.g. ``StructuredPruning``)
+and gives that config's fields beside it; the config class validates them. Each kind's runner calls
+the one public verb for that kind and returns the new model plus its record.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from .._config import config_from_dict, registered_configs
+from ..errors import ConfigError, close_matches
+
+__all__ = ["StepContext", "parse_step", "run_step", "STEP_RUNNERS", "plain"]
+
+# Verb keyword arguments that a step may carry beside its config fields.
+_VERB_KEYS = {
+    "prune": ("example_inputs_from",),
+    "quantize": ("tolerance",),
+    "distill": ("student", "teacher"),
+}
+_DEFAULT_METHOD = {"distill": "DistillConfig"}
+
+
+@dataclasses.dataclass
+class StepContext:
+    original: Any
+    train: Any
+    val: Any
+    test: Any
+    example_inputs: Any
+    seed: int = 0
+    threads: int = 2
+
+
+def parse_step(kind: str, fields: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Return (config, verb keyword arguments) for one step, or raise ConfigError naming the problem."""
+    if kind in ("ensemble", "cascade", "merge"):
+        from ._combine import parse_combine
+
+        return parse_combine(kind, fields)
+    fields = dict(fields)
+    method = fields.pop("method", _DEFAULT_METHOD.get(kind))
+    allowed = sorted(registered_configs(kind))
+    if method is None:
+        raise ConfigError(f"missing key 'method'; one of: {', '.join(allowed) or '(none installed)'}")
+    if method not in allowed:
+        raise ConfigError(f"unknown method {method!r}; allowed for {kind}: {', '.join(allowed) or '(none installed)'}."
+                          f"{close_matches(method, allowed)}")
+    extra = {k: fields.pop(k) for k in _VERB_KEYS.get(kind, ()) if k in fields}
+    return config_from_dict({"type": method, "data": fields}), extra
+
+
+def _run_prune(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
+    from .. import prune
+
+    r = prune(model, config, example_inputs=ctx.example_inputs, data=ctx.train, val=ctx.val)
+    return r.model, r.record
+
+
+def _run_quantize(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
+    from .. import quantize
+
+    kw: dict[str, Any] = {"calibration": ctx.train, "data": ctx.val, "threads": ctx.threads}
+    if "tolerance" in extra:
+        kw["tolerance"] = extra["tolerance"]
+    q = quantize(model, config, **kw)
+    return q.model, q.record
+
+
+def _run_distill(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
+    from .. import distill, zoo
+
+    # Default: the model so far (e.g. just pruned) learns from the original, unpruned model.
+    spec = extra.get("student", "current")
+    teacher_name = extra.get("teacher", "original")
+    if teacher_name not in ("original", "current"):
+        raise ConfigError(f"teacher={teacher_name!r} is not allowed; use 'original' or 'current'")
+    teacher = ctx.original if teacher_name == "original" else model
+    if spec == "current":
+        student = copy.deepcopy(model)
+    elif isinstance(spec, dict) and "shrink" in spec:
+        student = zoo.shrink(model, **(spec["shrink"] or {}))
+    else:
+        raise ConfigError(f"student must be 'current' or {{shrink: {{layers: N | width: F}}}}, got {spec!r}")
+    d = distill(teacher, student, config, train=ctx.train, val=ctx.val)
+    return d.model, {"teacher": teacher_name, "history": d.history}
+
+
+def _run_combine(kind: str):
+    def run(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
+        from ._combine import run_combine
+
+        return run_combine(kind, model, config, extra, ctx)
+
+    return run
+
+
+STEP_RUNNERS: dict[str, Callable[..., tuple[Any, Any]]] = {
+    "prune": _run_prune,
+    "quantize": _run_quantize,
+    "distill": _run_distill,
+    "ensemble": _run_combine("ensemble"),
+    "cascade": _run_combine("cascade"),
+    "merge": _run_combine("merge"),
+}
+
+
+def run_step(kind: str, fields: dict[str, Any], model: Any, ctx: StepContext) -> tuple[Any, Any]:
+    config, extra = parse_step(kind, fields)
+    return STEP_RUNNERS[kind](model, config, extra, ctx)
+
+
+def plain(obj: Any) -> Any:
+    """A JSON-able view of a step record (dataclasses, configs, numpy values, nested containers)."""
+    import numpy as np
+
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return plain(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return plain(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    return str(obj)
