@@ -63,11 +63,17 @@ def test_taylor_without_data_says_what_to_pass(cnn, digits):
         ss.prune(cnn, ss.StructuredPruning(importance="taylor"), example_inputs=digits[0].X[:2])
 
 
-def test_finetune_recovers_within_a_few_points(cnn, digits):
+@pytest.mark.parametrize("method", ["finetune", "distill"])
+def test_recovery_gets_within_a_few_points_and_leaves_teacher_mode(cnn, digits, method):
     base = quality(cnn, digits[1])
-    r = ss.prune(cnn, ss.StructuredPruning(ratio=0.5, recovery="finetune", recovery_epochs=2), data=digits[0])
+    cnn.train()
+    try:
+        r = ss.prune(cnn, ss.StructuredPruning(ratio=0.5, recovery=method, recovery_epochs=2), data=digits[0])
+        assert cnn.training
+    finally:
+        cnn.eval()
     assert quality(r.model, digits[1]) >= base - 0.05
-    assert r.summary["recovery"]["method"] == "finetune"
+    assert r.summary["recovery"]["method"] == method
 
 
 def test_wrong_example_shape_names_module_and_fix(cnn):
@@ -81,9 +87,9 @@ def test_missing_example_inputs(cnn):
 
 
 def test_bad_ignore_and_layer_ratio_names(cnn, digits):
-    with pytest.raises(ss.UnknownNameError, match="'feature.3' is not a module.*Did you mean 'features.3'"):
+    with pytest.raises(ss.UnknownNameError, match="ignore: 'feature.3' is not a module.*Did you mean 'features.3'"):
         ss.prune(cnn, ss.StructuredPruning(ignore=("feature.3",)), example_inputs=digits[0].X[:2])
-    with pytest.raises(ss.UnknownNameError, match="Did you mean 'features.0'"):
+    with pytest.raises(ss.UnknownNameError, match="layer_ratios: 'features0' is not a module.*Did you mean 'features.0'"):
         ss.prune(cnn, ss.StructuredPruning(layer_ratios={"features0": 0.2}), example_inputs=digits[0].X[:2])
 
 

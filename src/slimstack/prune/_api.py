@@ -60,7 +60,7 @@ def prune_structured(model: Any, config: StructuredPruning, *, example_inputs: A
     pruned = copy_model(model)
     check_ignore(pruned, config.ignore)
     if config.layer_ratios:
-        check_ignore(pruned, tuple(config.layer_ratios))
+        check_ignore(pruned, tuple(config.layer_ratios), field="layer_ratios")
     backend = (EncoderBackend if is_encoder(pruned) else TorchBackend)(pruned, config, example_inputs, data)
     params_before = count_params(pruned)[0]
     ratios = dict(backend.units)

@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import ModelError, ShapeError, close_matches
 
 __all__ = ["is_encoder", "copy_model", "check_ignore", "example_inputs_for", "run_example", "weight_layers",
-           "count_params"]
+           "count_params", "failing_module"]
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -33,15 +33,15 @@ def copy_model(model: Any) -> nn.Module:
     return copy.deepcopy(model)
 
 
-def check_ignore(model: nn.Module, names: tuple[str, ...]) -> None:
-    """Every name in ``ignore`` must be a module of ``model``; list near matches otherwise."""
+def check_ignore(model: nn.Module, names: tuple[str, ...], field: str = "ignore") -> None:
+    """Every name in ``ignore`` (or ``layer_ratios``) must be a module of ``model``; list near matches otherwise."""
     from ..errors import UnknownNameError
 
     known = [n for n, _ in model.named_modules() if n]
     for name in names:
         if name not in known:
             raise UnknownNameError(
-                f"ignore={name!r} is not a module of {type(model).__name__}.{close_matches(name, known) or ''} "
+                f"{field}: {name!r} is not a module of {type(model).__name__}.{close_matches(name, known) or ''} "
                 f"Module names look like: {', '.join(known[:8])}{', ...' if len(known) > 8 else ''}")
 
 
@@ -124,7 +124,3 @@ def failing_module(model: nn.Module, fn) -> str | None:
         except Exception:
             return stack[-1] if stack else None
     return None
-
-
-def copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -48,7 +48,7 @@ class _Recovery(Config):
     recovery: str = "none"
     recovery_epochs: int = 3
     recovery_steps: int = 200
-    recovery_lr: float | None = None  # None: 1e-3 for small networks, 5e-5 for transformers
+    recovery_lr: float | None = None  # None: 3e-3 for small networks, 1e-4 for transformers
     ignore: tuple[str, ...] = ()
     seed: int = 0
 

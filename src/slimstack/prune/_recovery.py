@@ -62,7 +62,7 @@ def recover(pruned: nn.Module, teacher: nn.Module, config: Any, data: Any, *,
                 p.requires_grad_(True)
         return {"method": method, "steps": config.recovery_steps, "lr": lr, "loss_first": losses[0],
                 "loss_last": float(np.mean(losses[-10:]))}
-    lr = config.recovery_lr or 1e-3
+    lr = config.recovery_lr or 3e-3  # the rate ss.zoo.train uses for these small networks
     n_epochs = epochs or config.recovery_epochs
     losses = _train_classifier(pruned, teacher if method == "distill" else None, data, n_epochs, lr, config.seed,
                                masks)
@@ -79,9 +79,11 @@ def _train_classifier(model: nn.Module, teacher: nn.Module | None, data: Any, ep
     y = torch.as_tensor(data.y, dtype=torch.long if classify else torch.float32)
     soft = None
     if teacher is not None:
+        was = teacher.training  # the teacher is the caller's model: leave its mode as it was
         teacher.eval()
         with torch.no_grad():
             soft = torch.cat([teacher(X[i : i + 512]) for i in range(0, len(X), 512)])
+        teacher.train(was)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     steps = epochs * math.ceil(len(X) / BATCH)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
