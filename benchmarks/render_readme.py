@@ -58,10 +58,15 @@ def table(payload: dict) -> str:
     ]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(k, r.get(k)) for k, _ in cols) + " |")
-    if payload.get("summary"):
-        lines += ["", "Targets:", ""]
-        for s in payload["summary"]:
-            lines.append(f"- {s}")
+    summary = payload.get("summary")
+    if summary:
+        lines += ["", "Summary:", ""]
+        items = summary.items() if isinstance(summary, dict) else ((None, s) for s in summary)
+        for key, value in items:
+            if isinstance(value, dict):  # scalars only: configs and histories stay in the JSON
+                value = ", ".join(f"{k}={_fmt(k, v)}" for k, v in value.items()
+                                  if not isinstance(v, dict | list) and v is not None)
+            lines.append(f"- {key}: {value}" if key is not None else f"- {value}")
     return "\n".join(lines)
 
 
