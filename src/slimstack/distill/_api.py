@@ -17,7 +17,7 @@ from ..errors import ConfigError, ModelError
 from ._config import DistillConfig
 from ._data import Rows, as_rows, is_text_model
 from ._objective import DistillObjective, resolve_loss
-from ._teachers import ModuleTeacher, as_teacher, teacher_targets
+from ._teachers import ModuleTeacher, PrecomputedTeacher, as_teacher, teacher_targets
 from ._trainer import Trainer, TrainSettings, fingerprint, world
 
 __all__ = ["distill", "DistillResult"]
@@ -98,7 +98,11 @@ def distill(
         seed_everything(config.seed)
         record: dict[str, Any] = {"teacher_output": t.output}
         targets = None
-        if not config.features:
+        if config.augment != "none":
+            _check_augment(config, rows, t)
+            record.update(teacher=type(t).__name__, cache=None,
+                          teacher_live=f"augment={config.augment!r}: the teacher labels every augmented batch")
+        elif not config.features:
             barrier = _barrier() if world_size > 1 else None
             targets, info = teacher_targets(t, rows, cache_dir=config.cache_dir, rank=rank, barrier=barrier)
             record.update(info)
@@ -125,7 +129,7 @@ def distill(
         finally:
             objective.close()
     student.eval()
-    record.update(loss=loss, **trainer.record, rows=len(rows), total_seconds=round(time.perf_counter() - t0, 3))
+    record.update(loss=loss, augment=config.augment, **trainer.record, rows=len(rows), total_seconds=round(time.perf_counter() - t0, 3))
     if config.features:
         record["features"] = [list(p) for p in config.features]
         record["projections_dropped"] = [str(objective.projections[str(i)]) for i in range(len(config.features))]
@@ -134,6 +138,19 @@ def distill(
 
 # Settings that change how a run is watched or stored, not what it computes: a resume may differ in them.
 _RUN_ONLY = {"progress", "resume", "checkpoint_dir", "cache_dir", "threads"}
+
+
+def _check_augment(config: DistillConfig, rows: Rows, teacher: Any) -> None:
+    if rows.is_text:
+        raise ConfigError(
+            f"DistillConfig.augment={config.augment!r} perturbs array inputs, but the training data is sentences; "
+            "use augment='none' for text (or add paraphrased sentences to the training data)"
+        )
+    if isinstance(teacher, PrecomputedTeacher):
+        raise ConfigError(
+            f"DistillConfig.augment={config.augment!r} needs the teacher on new inputs, but precomputed outputs "
+            "cover the training rows only; pass the teacher model itself, or set augment='none'"
+        )
 
 
 def _barrier() -> Callable[[], None]:

@@ -7,6 +7,7 @@ import math
 
 from .._config import Config, register_config
 from ..errors import ConfigError
+from ._augment import AUGMENTS
 
 __all__ = ["DistillConfig", "LOSSES", "FEATURE_LOSSES", "OPTIMIZERS", "SCHEDULES"]
 
@@ -55,6 +56,16 @@ class DistillConfig(Config):
     cache_dir : str, optional
         Teacher outputs on the training data are computed once and stored here (safetensors, named
         by a hash of teacher and data), so an expensive teacher runs a single time.
+    augment : {"none", "shift", "noise", "mixup"}
+        Perturb each training batch before student and teacher see it, so the teacher labels
+        inputs beyond the training rows (the teacher runs on every augmented batch; it cannot be
+        cached). ``"shift"`` moves images by up to one pixel (zero padded), ``"noise"`` adds
+        Gaussian noise to array features, ``"mixup"`` blends pairs of rows (its batches use the
+        distillation loss alone: a blended row has no single hard label). Worth it when the training
+        set is small and the teacher is an ensemble, whose gain lies between the training rows.
+    augment_scale : float
+        For ``"noise"``: the noise standard deviation as a share of each feature's standard
+        deviation over the training rows. Must be > 0.
     max_length : int, optional
         Token length for text students during training (evaluation uses the encoder's own).
     seed : int
@@ -92,6 +103,8 @@ class DistillConfig(Config):
     checkpoint_dir: str | None = None
     resume: bool = True
     cache_dir: str | None = None
+    augment: str = "none"
+    augment_scale: float = 0.1
     max_length: int | None = None
     seed: int = 0
     threads: int | None = None
@@ -102,6 +115,18 @@ class DistillConfig(Config):
         _choice("feature_loss", self.feature_loss, FEATURE_LOSSES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("augment", self.augment, AUGMENTS)
+        if not _finite(self.augment_scale) or self.augment_scale <= 0:
+            raise ConfigError(
+                f"DistillConfig.augment_scale={self.augment_scale!r} must be a number > 0 "
+                "(noise std as a share of each feature's std); e.g. augment_scale=0.1"
+            )
+        if self.augment != "none" and self.cache_dir is not None:
+            raise ConfigError(
+                f"DistillConfig.augment={self.augment!r} with cache_dir={self.cache_dir!r}: cached teacher outputs "
+                "cover the unaugmented training rows only, while augmentation needs the teacher on every new "
+                "batch; drop cache_dir (the teacher then runs on the fly) or set augment='none'"
+            )
         if not _finite(self.temperature) or self.temperature <= 0:
             raise ConfigError(
                 f"DistillConfig.temperature={self.temperature!r} must be a number > 0; "

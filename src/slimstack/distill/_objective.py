@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import ConfigError, ModelError, ShapeError, unknown_name
 from . import _losses as L
+from ._augment import LABEL_PRESERVING, augment_batch
 from ._config import DistillConfig
 from ._data import Rows, tokenize
 from ._teachers import ModuleTeacher, Teacher
@@ -49,6 +50,10 @@ class DistillObjective(nn.Module):
         self.loss_kind = loss
         object.__setattr__(self, "_teacher", teacher)  # not a submodule: never trained or synchronised
         self._captured: dict[str, torch.Tensor] = {}
+        # Augmentation draws from its own seeded stream: batch k of a run is always perturbed alike.
+        self._aug_gen = torch.Generator().manual_seed(config.seed + 7919)
+        self._feature_std = (torch.as_tensor(rows.X.std(0)) if rows.X is not None and config.augment == "noise"
+                             else None)
         self._hooks: list[Any] = []
         self.projections = nn.ModuleDict()
         self._check_and_hook()
@@ -57,11 +62,18 @@ class DistillObjective(nn.Module):
     def forward(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         idx_np = idx.numpy()
         batch = self._student_batch(idx_np)
+        labels = self.rows.label_tensor(idx_np)
+        augmented = self.training and self.config.augment != "none"
+        if augmented:
+            batch = augment_batch(batch, self.config.augment, self._aug_gen, scale=self.config.augment_scale,
+                                  feature_std=self._feature_std)
+            if self.config.augment not in LABEL_PRESERVING:
+                labels = None
         self._captured.clear()
         out = _call(self.student, batch)
-        teacher_out = self.targets[idx] if self.targets is not None else self._live_teacher(batch)
+        teacher_out = self._live_teacher(batch) if augmented or self.targets is None else self.targets[idx]
         out = _align(out, teacher_out)
-        parts = self._output_loss(out, teacher_out, self.rows.label_tensor(idx_np))
+        parts = self._output_loss(out, teacher_out, labels)
         if self.config.features:
             total_feat = 0.0
             mask = batch.get("attention_mask") if isinstance(batch, dict) else None
@@ -93,6 +105,9 @@ class DistillObjective(nn.Module):
 
     @torch.no_grad()
     def _live_teacher(self, batch: Any) -> torch.Tensor:
+        if not isinstance(self._teacher, ModuleTeacher):
+            # Ensembles and estimators: their own outputs() on the batch (arrays only reach here).
+            return self._teacher.outputs(batch.numpy()).float().clone()
         module = self._teacher.module
         was = module.training
         module.eval()
