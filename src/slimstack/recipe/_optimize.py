@@ -9,7 +9,6 @@ saved atomically to ``OUT/best``.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -139,7 +138,9 @@ def optimize_recipe(source: Any, out: str | Path, *, storage: str | None = None,
 
     remaining = max(0, (trials or search.trials) - done)
     if remaining:
-        study.optimize(objective, n_trials=remaining, timeout=search.timeout_s, catch=(ConfigError,))
+        # A trial that fails (a technique that does not apply to this model, say) is stored as failed,
+        # logged with its reason, and the search goes on.
+        study.optimize(objective, n_trials=remaining, timeout=search.timeout_s, catch=(Exception,))
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     rows = [{**base.to_dict(), "name": "original", "speedup": 1.0, "size_ratio": 1.0}]
     rows += [t.user_attrs["row"] for t in finished if "row" in t.user_attrs]
@@ -168,7 +169,7 @@ def _keep_best(out: Path, number: int, model: Any, quality: float, rel_cost: flo
         better = quality > cur["quality"]
     if not better:
         return
-    io.save(copy.deepcopy(model) if hasattr(model, "state_dict") else model, out / "best")
+    io.save(model, out / "best")
     with atomic_file(path) as fh:
         json.dump({"trial": f"trial {number}", "quality": quality, "relative_cost": rel_cost,
                    "met_tolerance": feasible, "quality_floor": floor}, fh, indent=2)
