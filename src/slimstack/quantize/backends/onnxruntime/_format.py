@@ -36,7 +36,11 @@ class OrtFormat:
         spec: dict[str, Any] = {"file": "model.onnx", "kind": "encoder" if isinstance(obj, OrtSentenceEncoder)
                                 else "classifier", **obj.get_config()}
         if isinstance(obj, OrtSentenceEncoder):
-            obj.tokenizer.save_pretrained(str(directory / "tokenizer"))
+            tok_dir = directory / "tokenizer"
+            obj.tokenizer.save_pretrained(str(tok_dir))
+            if (tok_dir / "vocab.txt").exists() and (tok_dir / "tokenizer.json").exists():
+                # WordPiece rebuilds its fast tokenizer from vocab.txt; the 3x larger JSON copy is redundant.
+                (tok_dir / "tokenizer.json").unlink()
             spec["tokenizer"] = "tokenizer"
         return spec
 
