@@ -103,6 +103,9 @@ def minilm_part(args: Any) -> tuple[list[dict], dict]:
     configs: dict[str, tuple[Any, dict[str, Any]]] = {
         "slimstack DynamicInt8 auto": (ss.DynamicInt8(), {"calibration": calib[:128]}),
         "slimstack DynamicInt8 ORT reduce_range": (ss.DynamicInt8(backend="onnxruntime", reduce_range=True), {}),
+        "slimstack DynamicInt8 ORT unfused reduce_range": (
+            ss.DynamicInt8(backend="onnxruntime", reduce_range=True, optimize_graph=False), {}),
+        "slimstack DynamicInt8 ORT unfused": (ss.DynamicInt8(backend="onnxruntime", optimize_graph=False), {}),
         "slimstack DynamicInt8 torch": (ss.DynamicInt8(backend="torch"), {}),
         "slimstack WeightOnly int4 g128": (ss.WeightOnly(bits=4, group_size=128), {}),
     }
