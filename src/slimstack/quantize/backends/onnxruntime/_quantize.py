@@ -77,6 +77,12 @@ def _trim_positions(proto: onnx.ModelProto, max_length: int) -> None:
             return
 
 
+def _quantized_node(node: onnx.NodeProto, producer: dict[str, str], consumers: dict[str, set[str]]) -> bool:
+    """A node kept its name but runs on int8: QDQ inputs, a quantized table (Gather), or a dequantized output."""
+    return (any(producer.get(i) == "DequantizeLinear" or i.endswith("_quantized") for i in node.input)
+            or any("DequantizeLinear" in consumers.get(o, ()) for o in node.output))
+
+
 class OrtBuilder:
     """Exports ``model`` (from a copy) and builds ONNX Runtime int8 variants of it."""
 
@@ -160,12 +166,16 @@ class OrtBuilder:
         ops = {n.name: n.op_type for n in self.float_proto.graph.node}
         left = {n.name: n for n in proto.graph.node if (n.name, n.op_type) in {(k, v) for k, v in ops.items()}}
         producer = {o: n.op_type for n in proto.graph.node for o in n.output}
+        consumers: dict[str, set[str]] = {}
+        for n in proto.graph.node:
+            for i in n.input:
+                consumers.setdefault(i, set()).add(n.op_type)
         records = []
         for u in units:
             rec = {"name": u, "type": ops[u]}
             if u in excluded:
                 rec.update(status="float", reason="kept in float (fallback or config.skip)")
-            elif u in left and not any(producer.get(i) == "DequantizeLinear" for i in left[u].input):
+            elif u in left and not _quantized_node(left[u], producer, consumers):
                 rec.update(status="float", reason="onnxruntime.quantization left this node in float")
             else:
                 rec.update(status="quantized", kernel="onnxruntime")
