@@ -199,8 +199,10 @@ def markdown(payload: dict) -> str:
              "model time only on the same tokenized batches.", "",
              "| variant | quality | metric | speedup vs fp32 | latency ms/batch | size | size vs fp32 |",
              "|---|---|---|---|---|---|---|"]
+    first: dict[str, float] = {}
     for r in payload["rows"]:
-        size_ratio = r.get("size_vs_fp32")
+        first.setdefault(r["part"], r["size_bytes"])  # each part's first row is its fp32 model
+        size_ratio = r.get("size_vs_fp32") or r["size_bytes"] / first[r["part"]]
         lines.append(f"| {r['name']} | {r['quality']:.4f} | {r['quality_metric']} | "
                      f"{r.get('speedup_vs_fp32', float('nan')):.2f}x | {r['latency_ms']:.1f} | "
                      f"{r['size_bytes'] / 1e6:.2f} MB | {f'{size_ratio:.1%}' if size_ratio else '-'} |")
