@@ -75,3 +75,15 @@ def test_int4_group_size_that_does_not_fit_is_reported_per_layer():
 def test_onnxruntime_only_observer_mismatch_names_the_fix(mlp, digits):
     with pytest.raises(ConfigError, match=r"observer='mse' has no ONNX Runtime calibrator.*backend='torch'"):
         ss.quantize(mlp, ss.StaticInt8(observer="mse", backend="onnxruntime"), calibration=digits[0])
+
+
+def test_public_names_exist_and_are_documented():
+    import importlib
+
+    q = importlib.import_module("slimstack.quantize")  # ss.quantize is the verb; the subpackage lives in sys.modules
+
+    for name in q.__all__:
+        obj = getattr(q, name)
+        assert obj.__doc__ and len(obj.__doc__.strip()) > 20, name
+    for name in ("quantize", "DynamicInt8", "StaticInt8", "WeightOnly", "QAT", "QuantResult"):
+        assert name in ss.__all__ and getattr(ss, name) is getattr(q, name)

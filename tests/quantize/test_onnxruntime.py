@@ -98,3 +98,13 @@ def test_encoder_measure_and_save_torch_int8(tiny_encoder, sentences, tmp_path):
     ds = ss.datasets.load("stsb", split="test").subset(np.arange(20))
     c = ss.compare({"fp32": tiny_encoder, "int8": r.model}, ds, batch_size=16, runs=2, warmup=1)
     assert c.measurements["int8"].size_bytes < c.measurements["fp32"].size_bytes * 0.4
+
+
+def test_auto_times_fused_and_unfused_encoder_graphs(tiny_encoder, sentences):
+    r = ss.quantize(tiny_encoder, ss.DynamicInt8(), calibration=sentences)
+    cand = r.record.candidates
+    assert {"torch", "onnxruntime", "onnxruntime-unfused"} <= set(cand)
+    assert r.record.backend == min(("torch", "onnxruntime", "onnxruntime-unfused"), key=lambda n: cand[n]["latency_ms"])
+    unfused = ss.quantize(tiny_encoder, ss.DynamicInt8(backend="onnxruntime", optimize_graph=False))
+    gathers = [x for x in unfused.record.layers if x["type"] == "Gather"]
+    assert gathers and all(x["status"] == "quantized" for x in gathers)  # int8 embedding tables are recognised

@@ -105,3 +105,8 @@ def test_measure_reports_int8_model(mlp, digits):
     m = ss.measure(r.model, digits[1], runs=2, warmup=1)
     assert m.kind == "torch-int8" and m.params == sum(p.numel() for p in mlp.parameters())
     assert m.size_bytes < ss.measure(mlp, digits[1], runs=2, warmup=1).size_bytes / 2
+
+
+def test_int4_table_dequantization_matches_bit_unpacking():
+    p = torch.arange(256, dtype=torch.uint8).reshape(4, 64)
+    assert torch.equal(_kernels.unpack_int4_float(p), _kernels.unpack_int4(p).float())

@@ -154,8 +154,12 @@ class _TorchBackend:
 class _OrtBackend:
     name = "onnxruntime"
 
-    def __init__(self, ctx: _Context):
+    def __init__(self, ctx: _Context, fused: bool | None = None):
         from .backends.onnxruntime._quantize import OrtBuilder
+
+        if fused is not None and hasattr(ctx.config, "optimize_graph"):
+            ctx = _Context(**{**ctx.__dict__, "config": ctx.config.replace(optimize_graph=fused)})
+            self.name = "onnxruntime" if fused else "onnxruntime-unfused"
 
         sample = ctx.sample_inputs()
         if sample is None:
@@ -190,10 +194,14 @@ def _backends(ctx: _Context) -> tuple[list[Any], list[str]]:
     if cfg.backend == "onnxruntime":
         return [_OrtBackend(ctx)], notes
     out: list[Any] = [_TorchBackend(ctx)]
-    try:
-        out.append(_OrtBackend(ctx))
-    except (ModelError, ConfigError, DataError) as exc:
-        notes.append(f"onnxruntime backend not built: {exc}")
+    # An encoder's graph runs fused (ONNX Runtime's Attention kernel) or unfused (every matmul int8,
+    # attention scores included); which is faster depends on the CPU, so auto times both.
+    forms = [True, False] if is_encoder(ctx.model) and getattr(cfg, "optimize_graph", False) else [None]
+    for fused in forms:
+        try:
+            out.append(_OrtBackend(ctx, fused))
+        except (ModelError, ConfigError, DataError) as exc:
+            notes.append(f"onnxruntime backend not built: {exc}")
     return out, notes
 
 

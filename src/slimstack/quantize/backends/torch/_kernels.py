@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-__all__ = ["quantize_weight", "quantize_groups", "pack_int4", "unpack_int4", "int8_kernel", "int8_linear",
+__all__ = ["quantize_weight", "quantize_groups", "pack_int4", "unpack_int4", "int8_kernel", "int8_linear", "unpack_int4_float",
            "dynamic_qparams", "quantize_u8"]
 
 
@@ -39,6 +39,15 @@ def pack_int4(q: torch.Tensor) -> torch.Tensor:
     """Two signed 4-bit values per byte (low nibble first); the last dim must be even."""
     u = (q.to(torch.int16) + 8).to(torch.uint8)
     return (u[..., 0::2] | (u[..., 1::2] << 4)).contiguous()
+
+
+# Byte -> (low nibble, high nibble) as signed floats: one gather dequantizes two weights.
+_INT4_LUT = torch.stack(((torch.arange(256) & 0x0F) - 8, (torch.arange(256) >> 4) - 8), dim=1).float()
+
+
+def unpack_int4_float(p: torch.Tensor) -> torch.Tensor:
+    """Float values of packed int4 bytes (same order as :func:`unpack_int4`), via a 256-entry table."""
+    return _INT4_LUT[p.long()].reshape(*p.shape[:-1], p.shape[-1] * 2)
 
 
 def unpack_int4(p: torch.Tensor) -> torch.Tensor:

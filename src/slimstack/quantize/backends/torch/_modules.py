@@ -20,7 +20,7 @@ from ._kernels import (
     quantize_groups,
     quantize_u8,
     quantize_weight,
-    unpack_int4,
+    unpack_int4_float,
 )
 
 __all__ = ["QuantLinear", "QuantConv2d", "WeightOnlyLinear", "WeightOnlyEmbedding", "QUANT_MODULES"]
@@ -173,8 +173,8 @@ class WeightOnlyLinear(nn.Module):
                 "bits": self.bits, "group_size": self.group_size}
 
     def dequantized(self) -> torch.Tensor:
-        q = unpack_int4(self.weight_q) if self.bits == 4 else self.weight_q
-        g = q.float().reshape(self.out_features, -1, self.group_size) * self.weight_scale.float()[..., None]
+        q = unpack_int4_float(self.weight_q) if self.bits == 4 else self.weight_q.float()
+        g = q.reshape(self.out_features, -1, self.group_size) * self.weight_scale.float()[..., None]
         return g.reshape(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,9 +215,9 @@ class WeightOnlyEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         rows = self.weight_q[ids]
-        q = unpack_int4(rows) if self.bits == 4 else rows
+        q = unpack_int4_float(rows) if self.bits == 4 else rows.float()
         s = self.weight_scale[ids].float()
-        g = q.float().reshape(*ids.shape, -1, self.group_size) * s[..., None]
+        g = q.reshape(*ids.shape, -1, self.group_size) * s[..., None]
         return g.reshape(*ids.shape, self.embedding_dim)
 
 
