@@ -37,7 +37,7 @@ browser:
 test: $(VENV)/.dev browser
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.base
+bench: $(VENV)/.dev
 	$(PY) benchmarks/run_all.py --quick
 
 clean:
