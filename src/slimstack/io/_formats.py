@@ -109,7 +109,6 @@ class OnnxModel:
             import onnxruntime as ort
 
             opts = ort.SessionOptions()
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see quantize backend
             if self.threads:
                 opts.intra_op_num_threads = int(self.threads)
                 opts.inter_op_num_threads = 1

@@ -16,6 +16,8 @@ from ._results import Comparison, Measurement
 
 __all__ = ["measure", "compare"]
 
+_COOLDOWN_S = 0.005
+
 
 def measure(
     model: Any,
@@ -198,6 +200,9 @@ def _time_interleaved(adapters: dict[str, ModelAdapter], prepared: dict[str, Any
                 dt = (time.perf_counter_ns() - t0) / 1e6
                 if r >= warmup:
                     samples[n].append(dt)
+                # Let thread pools that spin after a call (ONNX Runtime, OpenMP) go idle before the next
+                # variant starts, so no variant is timed while another one's workers still hold the cores.
+                time.sleep(_COOLDOWN_S)
             if bar is not None:
                 bar()
     return samples

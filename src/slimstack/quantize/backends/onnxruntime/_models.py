@@ -21,9 +21,6 @@ def session_options(threads: int | None):
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Idle ORT workers otherwise spin after each run and steal the cores from whatever runs next
-    # (the next variant in an interleaved comparison, or the rest of the user's pipeline).
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
