@@ -59,7 +59,7 @@ def _run_prune(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext)
     from .. import prune
 
     r = prune(model, config, example_inputs=ctx.example_inputs, data=ctx.train, val=ctx.val)
-    return r.model, r.record
+    return r.model, {"summary": r.summary, "record": r.record}  # summary holds the sensitivity analysis
 
 
 def _run_quantize(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):

@@ -93,6 +93,10 @@ def _sensitivity_charts(report: dict) -> list[str]:
     charts = []
     for step in report.get("steps", []):
         for sens in _find(step.get("record"), "sensitivity"):
+            if isinstance(sens, dict) and isinstance(sens.get("curves"), dict):
+                # pruning's analysis: {"baseline": q, "curves": {unit: {ratio: quality}}}; bar = worst drop
+                base = sens.get("baseline") or 0.0
+                sens = {unit: base - min(curve.values()) for unit, curve in sens["curves"].items() if curve}
             if isinstance(sens, dict):
                 items = []
                 for layer, v in sens.items():
