@@ -18,7 +18,8 @@ from torch import nn
 from ..errors import ModelError, ModelFileError
 from ._registry import register_format
 
-__all__ = ["TorchFormat", "module_spec", "build_from_spec", "resize_to_state", "save_state", "load_state"]
+__all__ = ["TorchFormat", "module_spec", "build_from_spec", "resize_to_state", "save_state", "load_state",
+           "load_weights"]
 
 WEIGHTS = "model.safetensors"
 
@@ -130,6 +131,14 @@ def save_state(module: nn.Module, file: Path) -> None:
     save_file(state, str(file))
 
 
+def load_weights(module: nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    """``load_state_dict(strict=True)`` with an error that names the saved model."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"weights in {str(where)!r} do not fit the saved description: {str(exc)[:300]}") from exc
+
+
 def load_state(file: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -159,10 +168,7 @@ class TorchFormat:
     def load(directory: Path, spec: dict[str, Any], trusted: bool) -> nn.Module:
         state = load_state(directory / WEIGHTS)
         model = resize_to_state(build_from_spec(spec["module"]), state)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelFileError(f"weights in {str(directory)!r} do not fit the saved description: {exc}") from exc
+        load_weights(model, state, directory)
         return model.train(spec.get("training", False))
 
 

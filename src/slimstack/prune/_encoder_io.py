@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ..errors import ModelFileError
-from ..io import load_state, register_format
+from ..io import load_state, load_weights, register_format
+
 
 __all__ = ["layer_sizes", "is_resized", "resize_layers", "save_skeleton", "build_skeleton", "PrunedEncoderFormat"]
 
@@ -84,13 +85,6 @@ def build_skeleton(directory: Path, spec: dict[str, Any]) -> Any:
     resize_layers(model, spec["heads"], spec["ffn"])
     kw = {k: spec[k] for k in ("max_length", "pooling", "normalize") if k in spec}
     return SentenceEncoder(model.eval(), tokenizer, **kw).eval()
-
-
-def load_weights(module: nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"weights in {str(where)!r} do not fit the saved sizes: {str(exc)[:300]}") from exc
 
 
 @register_format("pruned_encoder")

@@ -107,7 +107,8 @@ class SparseFormat:
 
     @staticmethod
     def load(directory: Path, spec: dict[str, Any], trusted: bool) -> nn.Module:
-        from ._encoder_io import build_skeleton, load_weights
+        from ..io import load_weights
+        from ._encoder_io import build_skeleton
 
         state = _decode(load_state(directory / spec.get("file", FILE)), spec["sparse"])
         if "encoder" in spec:

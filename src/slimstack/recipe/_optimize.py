@@ -86,7 +86,7 @@ def optimize_recipe(source: Any, out: str | Path, *, storage: str | None = None,
     from optuna.trial import TrialState
 
     from ..measure import compare
-    from ..report import build_report, write_report
+    from ..report import write_report
 
     console = console or Console()
     recipe = source if isinstance(source, Recipe) else load_recipe(source)
@@ -176,19 +176,10 @@ def _keep_best(out: Path, number: int, model: Any, quality: float, rel_cost: flo
 
 
 def _search_report(recipe: Recipe, rows: list[dict], best: dict | None, storage: str, n: int) -> dict[str, Any]:
-    from ..report._report import pareto_front
-
-    class _Rows:
-        baseline = "original"
-
-        def to_dict(self) -> dict:
-            return {"rows": rows}
-
     from ..report import build_report
 
-    report = build_report(recipe, _Rows(), [], extra={"search": {"storage": storage, "trials": n}})
-    if best is not None:
+    report = build_report(recipe, rows, "original", [], extra={"search": {"storage": storage, "trials": n}})
+    if best is not None:  # the saved best (or closest) model, which may differ from the table's pick
         report["best"] = {"name": best["trial"], "met_tolerance": best["met_tolerance"],
                           "quality_floor": best["quality_floor"]}
-    report["pareto_objective"] = pareto_front(rows, _COST[recipe.objective])
     return report

@@ -162,7 +162,7 @@ def run_recipe(source: Any, out: str | Path, console: Console | None = None) -> 
 
     comparison = compare(models, data["test"], batch_size=m.batch_size, threads=m.threads, runs=m.runs,
                          warmup=m.warmup, progress=True)
-    report = build_report(recipe, comparison, step_info)
+    report = build_report(recipe, comparison.to_dict()["rows"], comparison.baseline, step_info)
     write_report(report, out)
     console.print(comparison.rich_table())
     console.print(f"report: {out / 'report.html'}")

@@ -47,21 +47,22 @@ def pick_best(rows: list[dict[str, Any]], baseline: str, tolerance: float, objec
     return {"name": closest["name"], "met_tolerance": False, "quality_floor": floor}
 
 
-def build_report(recipe: Any, comparison: Any, steps: list[dict[str, Any]], extra: dict | None = None) -> dict:
-    rows = comparison.to_dict()["rows"]
+def build_report(recipe: Any, rows: list[dict[str, Any]], baseline: str, steps: list[dict[str, Any]],
+                 extra: dict | None = None) -> dict:
+    """The report document for ``rows`` (``Comparison.to_dict()["rows"]``) against ``baseline``."""
     cost = _OBJECTIVE_FIELD[recipe.objective]
     report = {
         "title": f"slimstack report: {recipe.name}",
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "recipe": recipe.model_dump(),
-        "baseline": comparison.baseline,
+        "baseline": baseline,
         "objective": recipe.objective,
         "tolerance": recipe.tolerance,
         "rows": rows,
         "steps": steps,
         "pareto_latency": pareto_front(rows, "latency_ms"),
         "pareto_size": pareto_front(rows, "size_bytes"),
-        "best": pick_best(rows, comparison.baseline, recipe.tolerance, recipe.objective),
+        "best": pick_best(rows, baseline, recipe.tolerance, recipe.objective),
         "pareto_objective": pareto_front(rows, cost),
     }
     if extra:
