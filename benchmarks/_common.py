@@ -22,8 +22,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def parse_args(name: str, description: str, argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(name: str, description: str, argv: list[str] | None = None, extra=None) -> argparse.Namespace:
+    """The common flags; ``extra(parser)`` adds a script's own."""
     p = argparse.ArgumentParser(prog=f"benchmarks/{name}.py", description=description)
+    if extra is not None:
+        extra(p)
     p.add_argument("--quick", action="store_true", help="a subset that finishes within 3 minutes on 2 cores")
     p.add_argument("--out", type=Path, default=None, help=f"JSON output (default: benchmarks/results/{name}[-quick].json)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for every variant (default 2)")

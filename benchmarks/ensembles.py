@@ -4,14 +4,20 @@ For every dataset and every outer fold of a repeated stratified CV, all tools ge
 train/test rows and the same inner ``StratifiedKFold(5, shuffle=True, random_state=0)``:
 
 * ``sk_voting``      scikit-learn ``VotingClassifier(voting="soft")``
-* ``sk_stacking``    scikit-learn ``StackingClassifier(cv=inner)``
+* ``sk_stacking``    scikit-learn ``StackingClassifier(cv=inner)`` with its default meta-model
+                     ``LogisticRegression`` (C=1)
+* ``sk_stacking_lrcv`` the same with slimstack's default meta-model (C tuned by log loss), to show
+                     how much of the difference the meta-model makes
 * ``mlxtend_stack``  mlxtend ``StackingCVClassifier(cv=inner, use_probas=True)``
 * ``ss_voting``      ``ss.VotingEnsemble`` soft, equal weights
 * ``ss_voting_learn`` learned weights on out-of-fold log loss (its own fresh ``OOFCache``)
 * ``ss_selection``   ``ss.EnsembleSelection`` sharing ``ss_voting_learn``'s cache (0 new fits)
-* ``ss_stacking``    ``ss.StackingEnsemble`` (fold models averaged, K x cv fits), own fresh cache
-* ``ss_stacking_refit`` the same with ``refit=True`` (K x (cv + 1) fits, like scikit-learn); the three
-  stacking tools are timed interleaved, their order rotating between folds
+* ``ss_stacking``    ``ss.StackingEnsemble`` with its defaults (fold models averaged, K x cv fits;
+                     meta-model ``LogisticRegressionCV`` choosing C by log loss), own fresh cache
+* ``ss_stacking_refit`` the same with ``refit=True`` (K x (cv + 1) fits, like scikit-learn)
+* ``ss_stacking_auto`` the same with ``refit="auto"`` (fold models kept; the members whose full fit
+  is cheap by their measured fold fits are also fitted on all rows); the five stacking tools are
+  timed interleaved, their order rotating between folds
 * ``member:<name>``  each member as fitted inside ``sk_voting`` (no extra fits)
 
 Fits are counted by wrapping every member in a counter that appends one byte to a file per
@@ -104,8 +110,15 @@ def datasets(quick: bool) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
 
 
 def meta() -> LogisticRegression:
-    """The same meta-model for every stacking tool, so only the member handling differs."""
+    """scikit-learn's and mlxtend's meta-model: LogisticRegression with C fixed at 1."""
     return LogisticRegression(max_iter=1000)
+
+
+def ss_meta():
+    """slimstack's default meta-model, given to scikit-learn in ``sk_stacking_lrcv``."""
+    from sklearn.linear_model import LogisticRegressionCV
+
+    return LogisticRegressionCV(Cs=10, cv=StratifiedKFold(5), scoring="neg_log_loss", max_iter=2000)
 
 
 def brier(y, P, classes) -> float:
@@ -128,13 +141,18 @@ def run_tool(name, make, Xtr, ytr, Xte, yte, log):
     P = est.predict_proba(Xte)
     pred_s = time.perf_counter() - t0
     classes = np.unique(ytr)
-    return est, {"tool": name, "accuracy": accuracy_score(yte, classes[np.argmax(P, axis=1)]),
-                 "log_loss": log_loss(yte, P, labels=classes), "brier": brier(yte, P, classes),
-                 "fit_s": fit_s, "predict_s": pred_s, "n_fits": fits}
+    row = {"tool": name, "accuracy": accuracy_score(yte, classes[np.argmax(P, axis=1)]),
+           "log_loss": log_loss(yte, P, labels=classes), "brier": brier(yte, P, classes),
+           "fit_s": fit_s, "predict_s": pred_s, "n_fits": fits}
+    if hasattr(est, "refit_members_"):
+        row["refit_members"] = list(est.refit_members_)
+    return est, row
 
 
 def main() -> None:
-    args = parse_args("ensembles", __doc__.splitlines()[0])
+    args = parse_args("ensembles", __doc__.splitlines()[0], extra=lambda p: p.add_argument(
+        "--folds", type=int, default=None,
+        help="with --quick: outer folds per dataset (default 1, and 2 on breast_cancer and wine; at most 3)"))
     # SVC(probability=True) is what the issue specifies; scikit-learn 1.9 deprecates the flag.
     warnings.filterwarnings("ignore", message=".*probability.*parameter was deprecated", category=FutureWarning)
     os.environ["PYTHONWARNINGS"] = "ignore::FutureWarning"  # the same inside joblib workers
@@ -142,6 +160,8 @@ def main() -> None:
     n_splits, n_repeats = (3, 1) if quick else (5, 2)
     # quick: the first outer fold (two on the small sets) of each dataset
     max_folds = {"breast_cancer": 2, "wine": 2} if quick else {}
+    if quick and args.folds:
+        max_folds = {d: args.folds for d in ("digits", "breast_cancer", "wine", "synthetic_20k")}
     run_i = 0  # rotates the order of the interleaved stacking tools across all runs
     inner = StratifiedKFold(5, shuffle=True, random_state=0)
     tmp = tempfile.mkdtemp(prefix="ss-bench-ens-")
@@ -167,13 +187,15 @@ def main() -> None:
                 cache = ss.OOFCache()
                 stack_pair = {
                     "sk_stacking": lambda: StackingClassifier(m, final_estimator=meta(), cv=inner, n_jobs=2),
-                    "ss_stacking": lambda: ss.StackingEnsemble(m, final_estimator=meta(), cv=inner, n_jobs=2,
-                                                               random_state=0),
-                    "ss_stacking_refit": lambda: ss.StackingEnsemble(m, final_estimator=meta(), cv=inner, n_jobs=2,
-                                                                     refit=True, random_state=0),
+                    "sk_stacking_lrcv": lambda: StackingClassifier(m, final_estimator=ss_meta(), cv=inner, n_jobs=2),
+                    "ss_stacking": lambda: ss.StackingEnsemble(m, cv=inner, n_jobs=2, random_state=0),
+                    "ss_stacking_refit": lambda: ss.StackingEnsemble(m, cv=inner, n_jobs=2, refit=True,
+                                                                     random_state=0),
+                    "ss_stacking_auto": lambda: ss.StackingEnsemble(m, cv=inner, n_jobs=2, refit="auto",
+                                                                    random_state=0),
                 }
                 names = list(stack_pair)
-                order = names[run_i % 3:] + names[:run_i % 3]
+                order = names[run_i % len(names):] + names[:run_i % len(names)]
                 run_i += 1
                 rows = []
                 for name in order:  # interleaved: the three stacking variants rotate their order per fold
@@ -203,9 +225,16 @@ def main() -> None:
                                              r["n_fits"]) for r in rows}, flush=True)
     write("ensembles", args, summarise(per_fold), per_fold=per_fold, datasets=notes,
           protocol={"outer": f"RepeatedStratifiedKFold(n_splits={n_splits}, n_repeats={n_repeats}, random_state=0)"
-                             + (" (--quick: first fold; first two on breast_cancer and wine)" if quick else ""),
+                             + ((f" (--quick --folds {args.folds}: the first {args.folds} outer folds of every dataset)"
+                                 if args.folds else " (--quick: first fold; first two on breast_cancer and wine)")
+                                if quick else ""),
+                    "outer_folds_used": {d: len({r["fold"] for r in per_fold if r["dataset"] == d}) for d in notes},
                     "inner": "StratifiedKFold(5, shuffle=True, random_state=0) for every stacking/OOF tool",
-                    "n_jobs": 2, "threads_per_process": 1, "interleaved": "sk_stacking, ss_stacking and ss_stacking_refit rotate order per fold"},
+                    "n_jobs": 2, "threads_per_process": 1, "interleaved": "sk_stacking, sk_stacking_lrcv, ss_stacking, ss_stacking_refit and ss_stacking_auto rotate "
+                                   "order per fold",
+                    "meta_models": "sk_stacking and mlxtend: LogisticRegression(max_iter=1000) (C=1); ss_stacking, "
+                                   "ss_stacking_refit and sk_stacking_lrcv: LogisticRegressionCV(Cs=10, "
+                                   "scoring='neg_log_loss')"},
           targets=targets(per_fold))
 
 
@@ -241,6 +270,9 @@ def targets(per_fold: list[dict]) -> dict:
         ratios = [a / b for a, b in zip(get("ss_stacking", "fit_s"), get("sk_stacking", "fit_s"))]
         ratios_refit = [a / b for a, b in zip(get("ss_stacking_refit", "fit_s"), get("sk_stacking", "fit_s"))]
         ll_refit = float(np.mean(get("ss_stacking_refit", "log_loss")))
+        ll_auto = float(np.mean(get("ss_stacking_auto", "log_loss")))
+        ratios_auto = [a / b for a, b in zip(get("ss_stacking_auto", "fit_s"), get("sk_stacking", "fit_s"))]
+        ll_sk_lrcv = float(np.mean(get("sk_stacking_lrcv", "log_loss"))) if get("sk_stacking_lrcv", "log_loss") else None
         out[dname] = {
             "stacking_log_loss_le_sklearn": ll["ss_stacking"] <= ll["sk_stacking"],
             "stacking_log_loss": ll["ss_stacking"], "sklearn_stacking_log_loss": ll["sk_stacking"],
@@ -248,6 +280,12 @@ def targets(per_fold: list[dict]) -> dict:
             "stacking_fit_time_le_5_6": float(np.median(ratios)) <= 5 / 6,
             "refit_stacking_log_loss": ll_refit, "refit_stacking_log_loss_le_sklearn": ll_refit <= ll["sk_stacking"] + 1e-12,
             "refit_stacking_fit_time_ratio_median": float(np.median(ratios_refit)),
+            "sklearn_stacking_same_meta_log_loss": ll_sk_lrcv,
+            "auto_stacking_log_loss": ll_auto, "auto_stacking_log_loss_le_sklearn": ll_auto <= ll["sk_stacking"],
+            "auto_stacking_fit_time_ratio_median": float(np.median(ratios_auto)),
+            "auto_stacking_fit_time_le_5_6": float(np.median(ratios_auto)) <= 5 / 6,
+            "auto_refit_members": sorted({m for r in per_fold if r["dataset"] == dname
+                                          and r["tool"] == "ss_stacking_auto" for m in r.get("refit_members", [])}),
             "voting_learn_beats_soft": ll["ss_voting_learn"] < ll["ss_voting"],
             "selection_beats_soft": ll["ss_selection"] < ll["ss_voting"],
             "soft_voting_log_loss": ll["ss_voting"], "voting_learn_log_loss": ll["ss_voting_learn"],

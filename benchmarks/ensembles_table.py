@@ -21,8 +21,9 @@ def table(payload: dict) -> str:
         lines.append(f"| {r['dataset']} | {r['tool']} | {fmt(r['quality'], '.4f')} | {fmt(r['log_loss'], '.4f')} | "
                      f"{fmt(r['brier'], '.4f')} | {fmt(r['fit_s'], '.2f')} | {fmt(r['latency_ms'], '.1f')} | {r['n_fits']} |")
     lines += ["", "| dataset | stacking log loss: ss / sklearn | fit time ss / sklearn (target <= 0.833) | "
-              "refit=True: log loss, fit time ratio | soft / learned / selection log loss | best member |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              "refit=True: log loss, fit time ratio | refit=\"auto\": log loss, fit time ratio (members refitted) | "
+              "sklearn with ss's meta-model | soft / learned / selection log loss | best member |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for d, t in payload["targets"].items():
         ok = lambda b: "hit" if b else "miss"  # noqa: E731
         lines.append(
@@ -30,6 +31,10 @@ def table(payload: dict) -> str:
             f"({ok(t['stacking_log_loss_le_sklearn'])}) | {t['stacking_fit_time_ratio_median']:.3f} "
             f"({ok(t['stacking_fit_time_le_5_6'])}) | {t['refit_stacking_log_loss']:.4f} "
             f"({ok(t['refit_stacking_log_loss_le_sklearn'])}), {t['refit_stacking_fit_time_ratio_median']:.3f} | "
+            + (f"{t['auto_stacking_log_loss']:.4f} ({ok(t['auto_stacking_log_loss_le_sklearn'])}), "
+               f"{t['auto_stacking_fit_time_ratio_median']:.3f} ({ok(t['auto_stacking_fit_time_le_5_6'])}) "
+               f"({', '.join(t['auto_refit_members']) or 'none'}) | " if "auto_stacking_log_loss" in t else "– | ")
+            + f"{fmt(t.get('sklearn_stacking_same_meta_log_loss'), '.4f')} | "
             f"{t['soft_voting_log_loss']:.4f} / {t['voting_learn_log_loss']:.4f} "
             f"({ok(t['voting_learn_beats_soft'])}) / {t['selection_log_loss']:.4f} ({ok(t['selection_beats_soft'])}) | "
             f"{t['best_member_log_loss']:.4f} |")

@@ -65,9 +65,10 @@ def test_prefit_tuning_meets_goal_and_saves_cost(prefit_stages, digits):
     knn_acc = float((knn.predict(X_val) == y_val).mean())
     assert cascade.reference_accuracy_ == pytest.approx(knn_acc)
     assert cascade.validation_accuracy_ >= knn_acc - 0.01 - 1e-9
-    # the chosen point must be the cheapest that meets the goal
-    ok = cascade.curve_["accuracy"] >= knn_acc - 0.01 - 1e-9
-    assert cascade.mean_cost_ == pytest.approx(cascade.curve_["cost"][ok].min())
+    # the chosen point must be the cheapest that meets the goal with one standard error to spare
+    curve = cascade.curve_
+    ok = curve["accuracy"] - curve["drop_se"] >= knn_acc - 0.01 - 1e-9
+    assert cascade.mean_cost_ == pytest.approx(curve["cost"][ok].min())
     assert cascade.stage_share_["nb"] > 0.3
     assert sum(cascade.stage_share_.values()) == pytest.approx(1.0)
     # mean cost = cost(nb) on all + cost(knn) on the deferred share
@@ -76,6 +77,26 @@ def test_prefit_tuning_meets_goal_and_saves_cost(prefit_stages, digits):
     assert cascade.score(X_val, y_val) == pytest.approx(cascade.validation_accuracy_)
     shares = np.bincount(cascade.answered_by(X_val), minlength=2) / len(y_val)
     assert shares[0] == pytest.approx(cascade.stage_share_["nb"])
+
+
+def test_safety_margin_trades_cost_for_a_goal_that_holds(prefit_stages):
+    """safety=0 tunes to the point estimate; the default keeps one paired standard error in hand."""
+    nb, knn, X_val, y_val = prefit_stages
+    kw = {"prefit": True, "costs": [1.0, 10.0], "max_accuracy_drop": 0.005}
+    plain = Cascade([("nb", nb), ("knn", knn)], safety=0.0, **kw).fit(X_val, y_val)
+    safe = Cascade([("nb", nb), ("knn", knn)], **kw).fit(X_val, y_val)
+    assert safe.safety == 1.0 and safe.thresholds_[0] >= plain.thresholds_[0]
+    assert safe.mean_cost_ >= plain.mean_cost_
+    i = int(np.flatnonzero(safe.curve_["thresholds"][:, 0] == safe.thresholds_[0])[0])
+    assert safe.curve_["accuracy"][i] - safe.curve_["drop_se"][i] >= safe.reference_accuracy_ - 0.005 - 1e-9
+    # the standard error is that of the paired row-by-row difference against the last stage
+    conf = nb.predict_proba(X_val).max(axis=1)
+    answer_first = conf > safe.thresholds_[0]
+    right = np.where(answer_first, nb.predict(X_val) == y_val, knn.predict(X_val) == y_val)
+    d = right.astype(float) - (knn.predict(X_val) == y_val)
+    assert safe.curve_["drop_se"][i] == pytest.approx(np.std(d, ddof=1) / np.sqrt(len(d)))
+    with pytest.raises(ConfigError, match="safety=-1"):
+        Cascade([("nb", nb), ("knn", knn)], safety=-1, **kw).fit(X_val, y_val)
 
 
 def test_cost_model_charges_call_overhead_once_per_batch():

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
 import pytest
 from tests.ensemble.ens_helpers import small_members, split
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import make_regression
 from sklearn.ensemble import StackingClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import GroupKFold, StratifiedKFold, TimeSeriesSplit
+from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
@@ -20,7 +23,7 @@ import slimstack as ss
 def test_fold_models_kept_and_meta_matches_sklearn(data3):
     X, y = data3
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
-    ours = ss.StackingEnsemble(small_members(), cv=cv).fit(X, y)
+    ours = ss.StackingEnsemble(small_members(), LogisticRegression(max_iter=1000), cv=cv).fit(X, y)
     assert ours.n_fits_ == 3 * 5  # K x cv, not K x (cv + 1)
     assert all(len(f.models) == 5 for f in ours.estimators_)
     ref = StackingClassifier(small_members(), cv=cv, final_estimator=LogisticRegression(max_iter=1000)).fit(X, y)
@@ -150,3 +153,69 @@ def test_refit_reproduces_sklearn_stacking(data3):
     ours = ss.StackingEnsemble(small_members(), LogisticRegression(max_iter=1000), cv=cv, refit=True).fit(X, y)
     ref = StackingClassifier(small_members(), LogisticRegression(max_iter=1000), cv=cv).fit(X, y)
     np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=1e-6, atol=1e-8)
+
+
+def test_default_meta_model_tunes_c_by_log_loss(data3):
+    """The default meta-model picks C by out-of-fold log loss and is no worse there than C=1."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import cross_val_predict
+
+    X, y = data3
+    st = ss.StackingEnsemble(small_members(), cv=5, random_state=0).fit(X, y)
+    meta = st.final_estimator_
+    assert isinstance(meta, LogisticRegressionCV) and meta.scoring == "neg_log_loss" and len(meta.Cs_) == 10
+    Z = st.transform(X)
+    fixed = log_loss(y, cross_val_predict(LogisticRegression(max_iter=1000), Z, y, cv=5, method="predict_proba"))
+    tuned = log_loss(y, cross_val_predict(LogisticRegression(C=float(meta.C_[0]), max_iter=2000), Z, y, cv=5,
+                                          method="predict_proba"))
+    assert tuned <= fixed + 1e-9
+    # a class with one row cannot be cross-validated: plain LogisticRegression takes over
+    y1 = y.copy()
+    y1[np.flatnonzero(y == y.max())[1:]] = y.min()
+    tiny = ss.StackingEnsemble(small_members(), cv=2, random_state=0)
+    assert type(tiny._final(y1)).__name__ == "LogisticRegression"
+
+
+class _Slow(ClassifierMixin, BaseEstimator):
+    """A logistic regression whose fit also sleeps: the dear member for refit='auto'."""
+
+    def __init__(self, pause=0.05):
+        self.pause = pause
+
+    def fit(self, X, y):
+        time.sleep(self.pause)
+        self.lr_ = LogisticRegression(max_iter=500).fit(X, y)
+        self.classes_ = self.lr_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.lr_.predict_proba(X)
+
+    def predict(self, X):
+        return self.lr_.predict(X)
+
+
+def test_refit_auto_refits_the_cheap_members_only(data3):
+    X, y = data3
+    members = [("nb", GaussianNB()), ("slow", _Slow(0.05))]
+    st = ss.StackingEnsemble(members, cv=3, refit="auto", random_state=0).fit(X, y)
+    assert st.refit_members_ == ["nb"]  # its refit costs ~0 of the budget; the slow one's would exceed it
+    nb, slow = st.estimators_
+    assert len(nb.models) == 1 and len(slow.models) == 3 and slow.fit_seconds >= 0.05
+    assert st.n_fits_ == 2 * 3 + 1
+    # the same choice pinned by name gives the same model
+    pinned = ss.StackingEnsemble(members, cv=3, refit=["nb"], random_state=0).fit(X, y)
+    assert pinned.refit_members_ == ["nb"]
+    np.testing.assert_allclose(pinned.predict_proba(X), st.predict_proba(X))
+    # a zero budget refits nothing; a full budget refits both
+    assert ss.StackingEnsemble(members, cv=3, refit="auto", refit_budget=0.0).fit(X, y).refit_members_ == []
+    assert ss.StackingEnsemble(members, cv=3, refit="auto", refit_budget=1.0).fit(X, y).refit_members_ == ["nb", "slow"]
+
+
+@pytest.mark.parametrize("refit, match", [("always", "refit='always'"), (["nb", "tree"], "not members"),
+                                          ({"nb": 1}, "not members")])
+def test_bad_refit(data3, refit, match):
+    X, y = data3
+    with pytest.raises(ss.errors.ConfigError, match=match):
+        ss.StackingEnsemble([("nb", GaussianNB())], cv=3, refit=refit).fit(X, y)

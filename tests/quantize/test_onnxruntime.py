@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import slimstack as ss
-from slimstack.quantize import OrtClassifier, OrtSentenceEncoder, QuantLinear
+from slimstack.quantize import OrtClassifier, OrtSentenceEncoder, QuantBertLayer, QuantLinear
 
 
 def _acc(model, ds):
@@ -84,9 +84,10 @@ def test_ort_encoder_fuses_attention_and_round_trips(tiny_encoder, sentences, tm
 
 def test_smoothquant_moves_outliers_into_weights(tiny_encoder, sentences):
     r = ss.quantize(tiny_encoder, ss.StaticInt8(smoothquant_alpha=0.5, backend="torch"), calibration=sentences)
-    smoothed = [m for m in r.model.modules() if isinstance(m, QuantLinear) and m.smooth is not None]
-    assert smoothed and all(bool((m.smooth > 0).all()) and not torch.allclose(m.smooth, torch.ones_like(m.smooth))
-                            for m in smoothed)
+    smoothed = [m.smooth for m in r.model.modules() if isinstance(m, QuantLinear) and m.smooth is not None]
+    smoothed += [getattr(m, f"{g}_smooth") for m in r.model.modules() if isinstance(m, QuantBertLayer)
+                 for g in ("qkv", "o", "fc1", "fc2")]
+    assert smoothed and all(bool((s > 0).all()) and not torch.allclose(s, torch.ones_like(s)) for s in smoothed)
     assert any(rec.get("smoothquant") for rec in r.record.layers)
 
 

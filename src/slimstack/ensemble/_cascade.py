@@ -10,6 +10,7 @@ last stage, or a cost budget), with each stage's cost measured as its latency pe
 from __future__ import annotations
 
 import itertools
+import numbers
 import time
 import warnings
 from collections.abc import Sequence
@@ -89,6 +90,12 @@ class Cascade(ClassifierMixin, _BaseComposition):
     max_accuracy_drop : float in [0, 1], default=0.002
         The goal when ``cost_budget`` is None: the cheapest thresholds whose validation accuracy is
         at most this far (absolute, 0.002 = 0.2 points) below the last stage's own accuracy.
+    safety : float >= 0, default=1.0
+        Margin for the validation set's noise, in standard errors: the chosen thresholds must keep
+        the validation accuracy drop *plus* ``safety`` standard errors of that drop (the paired
+        difference against the last stage, row by row) within ``max_accuracy_drop``. With 0 the
+        point estimate decides, and on new data the goal then fails about half the time; larger
+        validation sets give a smaller margin.
     cost_budget : float, default=None
         Alternative goal: the most accurate thresholds whose mean cost per sample (in the unit of
         ``costs_``, milliseconds unless ``costs`` is given) is within this budget.
@@ -129,8 +136,9 @@ class Cascade(ClassifierMixin, _BaseComposition):
         answers few rows still pays it once per batch; the curve's mean cost includes it.
     curve_ : dict of ndarrays
         Every evaluated threshold setting: ``thresholds`` (m, n_stages - 1), ``accuracy`` (m,),
-        ``cost`` (m,) mean cost per sample, ``stage_share`` (m, n_stages) and ``pareto`` (m,),
-        True where no other setting is both cheaper and at least as accurate.
+        ``cost`` (m,) mean cost per sample, ``stage_share`` (m, n_stages), ``drop_se`` (m,) standard
+        error of the accuracy difference against the last stage, and ``pareto`` (m,), True where no
+        other setting is both cheaper and at least as accurate.
     stage_share_ : dict of str to float
         Share of the validation inputs each stage answered at ``thresholds_``.
     validation_accuracy_, mean_cost_ : float
@@ -160,6 +168,7 @@ class Cascade(ClassifierMixin, _BaseComposition):
         confidence: str = "max_prob",
         thresholds: Sequence[float] | None = None,
         max_accuracy_drop: float = 0.002,
+        safety: float = 1.0,
         cost_budget: float | None = None,
         costs: Sequence[float] | None = None,
         prefit: bool = False,
@@ -175,6 +184,7 @@ class Cascade(ClassifierMixin, _BaseComposition):
         self.confidence = confidence
         self.thresholds = thresholds
         self.max_accuracy_drop = max_accuracy_drop
+        self.safety = safety
         self.cost_budget = cost_budget
         self.costs = costs
         self.prefit = prefit
@@ -270,6 +280,9 @@ class Cascade(ClassifierMixin, _BaseComposition):
         if not 0.0 <= float(self.max_accuracy_drop) <= 1.0:
             raise ConfigError(f"max_accuracy_drop={self.max_accuracy_drop!r} is outside [0, 1]; it is an absolute "
                               "accuracy difference, e.g. 0.002 for 0.2 points")
+        if not (isinstance(self.safety, numbers.Real) and 0.0 <= float(self.safety) < 10.0):
+            raise ConfigError(f"safety={self.safety!r} must be a number of standard errors in [0, 10), e.g. 1.0; "
+                              "0 tunes to the validation point estimate")
         if self.cost_budget is not None and not float(self.cost_budget) > 0:
             raise ConfigError(f"cost_budget={self.cost_budget!r} must be > 0 (mean cost per sample), or None")
         if not 0.0 < float(self.validation_fraction) < 1.0:
@@ -342,7 +355,8 @@ class Cascade(ClassifierMixin, _BaseComposition):
             idx = np.flatnonzero(ok)
             return int(idx[np.lexsort((cost[idx], -acc[idx]))[0]])
         floor = self.reference_accuracy_ - float(self.max_accuracy_drop) - 1e-12
-        idx = np.flatnonzero(acc >= floor)  # never empty: "all stages defer" is on the grid
+        # never empty: "all stages defer" is on the grid, with no drop and no spread
+        idx = np.flatnonzero(acc - float(self.safety) * self.curve_["drop_se"] >= floor)
         return int(idx[np.lexsort((-acc[idx], cost[idx]))[0]])
 
     # -- predict -----------------------------------------------------------------------------
@@ -408,6 +422,7 @@ def _evaluate_grid(conf: np.ndarray, correct: np.ndarray, costs: np.ndarray, gri
     n_stages, n = correct.shape
     combos = np.array(list(itertools.product(*grids)), dtype=float).reshape(-1, n_stages - 1)
     acc = np.empty(len(combos))
+    se = np.empty(len(combos))
     cost = np.empty(len(combos))
     share = np.empty((len(combos), n_stages))
     rows = np.arange(n)
@@ -418,11 +433,14 @@ def _evaluate_grid(conf: np.ndarray, correct: np.ndarray, costs: np.ndarray, gri
             take = pending & (conf[s] > t[s])
             answer[take] = s
             pending &= ~take
-        acc[i] = correct[answer, rows].mean()
+        right = correct[answer, rows]
+        acc[i] = right.mean()
+        # standard error of the accuracy difference against the last stage, paired row by row
+        se[i] = float(np.std(right.astype(float) - correct[-1], ddof=1) / np.sqrt(n)) if n > 1 else 0.0
         share[i] = np.bincount(answer, minlength=n_stages) / n
         reach = 1.0 - np.concatenate([[0.0], np.cumsum(share[i])[:-1]])  # share that runs stage s
         cost[i] = float(reach @ per_row + overhead @ (1.0 - (1.0 - reach) ** batch) / batch)
-    return {"thresholds": combos, "accuracy": acc, "cost": cost, "stage_share": share,
+    return {"thresholds": combos, "accuracy": acc, "cost": cost, "stage_share": share, "drop_se": se,
             "pareto": _pareto(acc, cost)}
 
 

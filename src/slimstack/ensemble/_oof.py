@@ -10,6 +10,7 @@ second and later ones fit nothing.
 from __future__ import annotations
 
 import numbers
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,7 @@ class MemberFit:
     name: str
     models: list
     frozen: bool = False
+    fit_seconds: float | None = None  # mean wall time of one fold fit, measured in the worker
 
     def output(self, X, method: str, classes: np.ndarray | None) -> np.ndarray:
         if method == "predict" and classes is not None and len(self.models) > 1:
@@ -123,13 +125,19 @@ class _Entry:
     frozen: bool
     oof: dict[str, np.ndarray] = field(default_factory=dict)
     fold_preds: dict[str, list] = field(default_factory=dict)  # per method: each fold model on its test rows
+    fit_seconds: float | None = None
 
 
 def _fit_predict(est, X, y, train, test, fit_params, method, classes):
-    """Fit on ``train`` and predict ``test`` in the same worker, as ``cross_val_predict`` does."""
+    """Fit on ``train`` and predict ``test`` in the same worker, as ``cross_val_predict`` does.
+
+    Returns the model, its predictions and the fit's wall time (read by ``refit="auto"``).
+    """
+    t0 = time.perf_counter()
     model = _fit_one(est, X, y, train, fit_params)
+    seconds = time.perf_counter() - t0
     pred = None if method is None else member_output(model, _rows(X, test), method, classes)
-    return model, pred
+    return model, pred, seconds
 
 
 def _fit_one(est, X, y, train, fit_params):
@@ -235,12 +243,13 @@ class OOFCache:
                 self.n_fits += f is not None
             for name, est in members:
                 if name in grouped:
-                    entry = _Entry([m for m, _ in grouped[name]], is_frozen(est))
+                    entry = _Entry([m for m, _, _ in grouped[name]], is_frozen(est))
+                    entry.fit_seconds = float(np.mean([t for _, _, t in grouped[name]]))
                     if not entry.frozen and methods.get(name):
-                        entry.fold_preds[methods[name]] = [p for _, p in grouped[name]]
+                        entry.fold_preds[methods[name]] = [p for _, p, _ in grouped[name]]
                     self._entries[keys[name]] = entry
-        return {name: MemberFit(name, self._entries[keys[name]].models, self._entries[keys[name]].frozen)
-                for name, _ in members}
+        return {name: MemberFit(name, self._entries[keys[name]].models, self._entries[keys[name]].frozen,
+                                self._entries[keys[name]].fit_seconds) for name, _ in members}
 
     @staticmethod
     def _task_rows(f, folds):

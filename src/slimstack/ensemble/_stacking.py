@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin, clone
-from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
 from sklearn.model_selection import (
     GroupShuffleSplit,
     KFold,
@@ -39,10 +39,23 @@ def _final_has(attr):
 
 
 class _StackingBase(TransformingEnsemble):
-    def _final(self):
+    def _final(self, y=None):
+        """The meta-model: the user's, or a regularisation-tuned linear model.
+
+        Classifiers get ``LogisticRegressionCV`` choosing C among 10 values by out-of-fold log loss
+        (stratified folds, at most 5, never more than the smallest class has rows); scikit-learn's
+        stacking fixes C=1, which over- or under-fits the meta-features depending on the members.
+        With a class of a single row, plain ``LogisticRegression`` is used.
+        """
         if self.final_estimator is not None:
             return self.final_estimator
-        return LogisticRegression(max_iter=1000) if self._classifier else RidgeCV()
+        if not self._classifier:
+            return RidgeCV()
+        if y is not None:
+            k = min(5, int(np.unique(y, return_counts=True)[1].min()))
+            if k >= 2:
+                return LogisticRegressionCV(Cs=10, cv=StratifiedKFold(k), scoring="neg_log_loss", max_iter=2000)
+        return LogisticRegression(max_iter=1000)
 
     def _methods(self, members) -> dict[str, str]:
         if self.stack_method not in _STACK_METHODS:
@@ -115,23 +128,73 @@ class _StackingBase(TransformingEnsemble):
         before = cache.n_fits
         folds = self._folds(X, y, groups)
         key = cache.data_key(X, y, folds, groups)
+        refit_all = self._refit_mode(members)
         oof, covered, fits = cache.oof(members, X, y, folds, data_key=key, methods=methods,
                                        classes=self.classes_ if self._classifier else None, n_jobs=self.n_jobs,
-                                       with_full=bool(self.refit))
-        if self.refit:
+                                       with_full=refit_all)
+        if refit_all:
             fits = cache.full_fits(members, X, y, data_key=key, n_jobs=self.n_jobs)
+            self.refit_members_ = [n for n, _ in members]
+        else:
+            names = self._auto_refit(members, fits, len(y), folds) if self.refit == "auto" else list(self.refit or [])
+            chosen = [(n, e) for n, e in members if n in names]
+            if chosen:
+                fits = {**fits, **cache.full_fits(chosen, X, y, data_key=key, n_jobs=self.n_jobs)}
+            self.refit_members_ = [n for n, _ in chosen]
         self._check_frozen_classes(fits)
         self._members_ = members
         self._methods_ = methods
         self.estimators_ = [fits[n] for n, _ in members]
         Z = self._meta_features({n: oof[n] for n, _ in members}, X)[covered]
         self.n_oof_rows_ = int(covered.sum())
-        self.final_estimator_ = clone(self._final()).fit(Z, y[covered])
+        self.final_estimator_ = clone(self._final(y[covered])).fit(Z, y[covered])
         self._record_fits(cache, before)
         self.leakage_ = None
         if split is not None:
             self._leakage_check(Z, y[covered], Xh, yh)
         return self
+
+    def _refit_mode(self, members) -> bool:
+        """Validate ``refit``; True when every member is refitted on all rows."""
+        r = self.refit
+        if isinstance(r, bool | np.bool_):
+            return bool(r)
+        if r is None:
+            return False
+        if isinstance(r, str):
+            if r != "auto":
+                raise ConfigError(f"refit={r!r} is not allowed; use True, False, 'auto' or a list of member names.")
+        else:
+            unknown = [n for n in r if n not in {m for m, _ in members}]
+            if unknown or isinstance(r, dict):
+                raise ConfigError(f"refit names {unknown or r!r} are not members; the members are "
+                                  f"{[m for m, _ in members]}. Use True, False, 'auto' or a list of member names.")
+        if not (isinstance(self.refit_budget, numbers.Real) and 0.0 <= float(self.refit_budget) <= 1.0):
+            raise ConfigError(f"refit_budget={self.refit_budget!r} must be a fraction in [0, 1] of the fold fits' "
+                              "time, e.g. 0.1")
+        return False
+
+    def _auto_refit(self, members, fits, n_rows: int, folds) -> list[str]:
+        """Members to refit on all rows: the cheapest first, while their refits fit in ``refit_budget``.
+
+        A member's refit is estimated from its measured fold fits, scaled by the square of the
+        row ratio (kernel methods grow about quadratically; most others less), and the budget is
+        a share of the total fold-fit time. Data-hungry members that are cheap to fit (linear
+        models, kNN, SVMs on a few thousand rows) get their full-data fit almost for free.
+        """
+        times = {n: fits[n].fit_seconds for n, _ in members
+                 if not fits[n].frozen and fits[n].fit_seconds is not None}
+        total = sum(times.values()) * len(folds)
+        train_rows = float(np.mean([len(tr) for tr, _ in folds]))
+        scale = (n_rows / max(train_rows, 1.0)) ** 2
+        chosen, spent = [], 0.0
+        for name in sorted(times, key=times.get):
+            cost = times[name] * scale
+            if spent + cost > float(self.refit_budget) * total:
+                break
+            chosen.append(name)
+            spent += cost
+        return chosen
 
     def _meta_features(self, outputs: dict, X) -> np.ndarray:
         cols = [self._meta_column(outputs[n], self._methods_[n]) for n, _ in self._members_]
@@ -154,7 +217,7 @@ class _StackingBase(TransformingEnsemble):
         k = min(5, int(np.unique(y, return_counts=True)[1].min())) if self._classifier else 5
         inner = (StratifiedKFold(max(k, 2), shuffle=True, random_state=self.random_state) if self._classifier
                  else KFold(5, shuffle=True, random_state=self.random_state))
-        pred = cross_val_predict(clone(self._final()), Z, y, cv=inner)
+        pred = cross_val_predict(clone(self._final(y)), Z, y, cv=inner)
         if self._classifier:
             oof_score = float(np.mean(pred == y))
         else:
@@ -190,7 +253,8 @@ class StackingEnsemble(ClassifierMixin, _StackingBase):
     estimators : list of (str, estimator)
         scikit-learn classifiers, ``nn.Module`` / ONNX models (prefit adapters) or :class:`Frozen`.
     final_estimator : estimator or None
-        The meta-model; default ``LogisticRegression(max_iter=1000)``. Another
+        The meta-model; default ``LogisticRegressionCV`` choosing C by out-of-fold log loss
+        (scikit-learn's stacking uses ``LogisticRegression()`` with C fixed at 1). Another
         ``StackingEnsemble`` here gives multi-layer stacking.
     cv : int, splitter or iterable of splits
         int: shuffled ``StratifiedKFold`` (``StratifiedGroupKFold`` when ``fit`` gets ``groups``),
@@ -201,8 +265,15 @@ class StackingEnsemble(ClassifierMixin, _StackingBase):
         Binary probabilities contribute one column; labels are one-hot encoded.
     passthrough : bool
         Also give the meta-model the raw features.
-    refit : bool
-        Fit each member on all rows too and predict with those instead of the fold average.
+    refit : bool, "auto" or list of str
+        ``True``: fit each member on all rows too and predict with those instead of the fold
+        average (K x (cv + 1) fits). A list refits the named members only. ``"auto"`` refits the
+        members whose measured fold fits say a full fit is cheap (cheapest first, within
+        ``refit_budget`` of the fold fits' total time), so data-hungry members that are cheap to fit
+        (linear models, kNN, small SVMs) predict from all rows. Which members qualify depends on measured times;
+        ``refit_members_`` lists them (pass that list to pin the choice).
+    refit_budget : float in [0, 1], default=0.1
+        With ``refit="auto"``, the estimated refit time allowed, as a share of the fold fits' time.
     holdout : float or None
         Leakage guard: keep this fraction of rows (whole groups with ``groups``, the latest rows
         with ``TimeSeriesSplit``) out of all fitting, then warn with :class:`LeakageWarning` when the
@@ -215,7 +286,8 @@ class StackingEnsemble(ClassifierMixin, _StackingBase):
 
     Attributes
     ----------
-    classes_, estimators_ (fold models per member), final_estimator_, n_fits_, n_oof_rows_,
+    classes_, estimators_ (fold models, or the full fit, per member), refit_members_,
+    final_estimator_, n_fits_, n_oof_rows_,
     leakage_ (dict with both scores and the gap, or None without ``holdout``).
 
     Examples
@@ -232,13 +304,15 @@ class StackingEnsemble(ClassifierMixin, _StackingBase):
     """
 
     def __init__(self, estimators, final_estimator=None, *, cv=5, stack_method="auto", passthrough=False,
-                 refit=False, holdout=None, leakage_margin=0.05, n_jobs=None, random_state=None, cache=None):
+                 refit=False, refit_budget=0.1, holdout=None, leakage_margin=0.05, n_jobs=None, random_state=None,
+                 cache=None):
         self.estimators = estimators
         self.final_estimator = final_estimator
         self.cv = cv
         self.stack_method = stack_method
         self.passthrough = passthrough
         self.refit = refit
+        self.refit_budget = refit_budget
         self.holdout = holdout
         self.leakage_margin = leakage_margin
         self.n_jobs = n_jobs
@@ -279,13 +353,14 @@ class StackingEnsembleRegressor(RegressorMixin, _StackingBase):
 
     _classifier = False
 
-    def __init__(self, estimators, final_estimator=None, *, cv=5, passthrough=False, refit=False, holdout=None,
-                 leakage_margin=0.05, n_jobs=None, random_state=None, cache=None):
+    def __init__(self, estimators, final_estimator=None, *, cv=5, passthrough=False, refit=False, refit_budget=0.1,
+                 holdout=None, leakage_margin=0.05, n_jobs=None, random_state=None, cache=None):
         self.estimators = estimators
         self.final_estimator = final_estimator
         self.cv = cv
         self.passthrough = passthrough
         self.refit = refit
+        self.refit_budget = refit_budget
         self.holdout = holdout
         self.leakage_margin = leakage_margin
         self.n_jobs = n_jobs

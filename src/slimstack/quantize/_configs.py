@@ -45,6 +45,13 @@ class QuantConfig(Config):
                               "e.g. skip=('classifier',)")
 
 
+def _embedding_bits(cfg: QuantConfig) -> None:
+    if cfg.embedding_bits not in (4, 8) or isinstance(cfg.embedding_bits, bool):
+        raise ConfigError(f"{type(cfg).__name__}.embedding_bits={cfg.embedding_bits!r} must be 8 (int8 rows) or 4 "
+                          "(packed int4 in groups of 32: about half the size of an embedding table, "
+                          "torch backend only)")
+
+
 @register_config
 @dataclasses.dataclass(frozen=True)
 class DynamicInt8(QuantConfig):
@@ -54,7 +61,11 @@ class DynamicInt8(QuantConfig):
     MLPs). ``reduce_range`` quantizes weights to 7 bits, which avoids int16 overflow in the u8s8
     kernels of CPUs without VNNI at a small accuracy cost. ``optimize_graph`` fuses an encoder's
     ONNX graph (Attention, SkipLayerNorm, Gelu) before quantizing; with ``backend="auto"`` both the
-    fused and the unfused graph are built and timed, and the faster is kept.
+    fused and the unfused graph are built and timed, and the faster is kept. ``fuse_layers`` runs
+    each BERT-style layer on the torch backend as one fused int8 block (QKV as one GEMM; bias, GELU
+    and residual inside oneDNN's int8 GEMM; a short-sequence attention kernel). Embedding tables
+    have no matmul to run in int8; they are stored as int8 rows, or packed int4 in groups of 32
+    with ``embedding_bits=4`` (torch backend).
 
     Examples
     --------
@@ -64,12 +75,15 @@ class DynamicInt8(QuantConfig):
     per_channel: bool = True
     reduce_range: bool = False
     optimize_graph: bool = True
+    fuse_layers: bool = True
+    embedding_bits: int = 8
 
     def validate(self) -> None:
         super().validate()
-        for f in ("per_channel", "reduce_range", "optimize_graph"):
+        for f in ("per_channel", "reduce_range", "optimize_graph", "fuse_layers"):
             if not isinstance(getattr(self, f), bool):
                 raise ConfigError(f"DynamicInt8.{f}={getattr(self, f)!r} must be True or False")
+        _embedding_bits(self)
 
 
 @register_config
@@ -81,7 +95,10 @@ class StaticInt8(QuantConfig):
     extremes), "percentile" (clip the ``percentile`` tail, robust to outliers), "mse" (the clip that
     minimises quantization error) or "entropy" (the clip that minimises KL divergence of the
     histogram, as TensorRT does). ``smoothquant_alpha`` migrates activation outliers into the
-    weights of Linear layers (SmoothQuant); 0 turns it off.
+    weights of Linear layers (SmoothQuant); 0 turns it off. ``fuse_layers`` runs each BERT-style
+    layer on the torch backend as one fused int8 block (the GELU output passes to the next GEMM as
+    uint8 without a float round trip). ``embedding_bits=4`` stores embedding tables as packed int4
+    in groups of 32 (torch backend).
 
     Examples
     --------
@@ -93,9 +110,14 @@ class StaticInt8(QuantConfig):
     granularity: str = "per_channel"
     smoothquant_alpha: float = 0.0
     calibration_size: int = 256
+    fuse_layers: bool = True
+    embedding_bits: int = 8
 
     def validate(self) -> None:
         super().validate()
+        if not isinstance(self.fuse_layers, bool):
+            raise ConfigError(f"StaticInt8.fuse_layers={self.fuse_layers!r} must be True or False")
+        _embedding_bits(self)
         _choice("StaticInt8", "observer", self.observer, OBSERVERS)
         _choice("StaticInt8", "granularity", self.granularity, GRANULARITIES)
         if not 50.0 < self.percentile <= 100.0:

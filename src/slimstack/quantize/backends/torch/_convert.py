@@ -11,6 +11,7 @@ from ..._calibration import collect, qparams
 from ..._configs import DynamicInt8, QuantConfig, StaticInt8, WeightOnly
 from ..._smoothquant import smooth_factors
 from ._modules import QuantConv2d, QuantLinear, WeightOnlyEmbedding, WeightOnlyLinear
+from ._transformer import BERT_LINEARS, QuantBertLayer, fusable_layers, fused_available
 
 __all__ = ["candidate_layers", "set_module", "build_torch"]
 
@@ -84,23 +85,48 @@ def build_torch(model: nn.Module, config: QuantConfig, layers: list[str], calibr
             stats = collect(model, observed, calibration, seed=seed, transform=smooth)
         act = {n: qparams(stats[n], config.observer, config.percentile) for n in observed}
     per_channel = getattr(config, "granularity", "per_channel") == "per_channel" and getattr(config, "per_channel", True)
+    fused: set[str] = set()
+    if isinstance(config, DynamicInt8 | StaticInt8) and config.fuse_layers and fused_available():
+        for block in fusable_layers(model, layers):
+            full = {k: f"{block}.{p}" for k, p in BERT_LINEARS.items()}
+            new = QuantBertLayer.from_float(
+                modules[block], act_qparams={k: act[n] for k, n in full.items()} if act else None,
+                smooth={k: smooth[n] for k, n in full.items() if n in smooth}, per_channel=per_channel)
+            set_module(model, block, new)
+            records += [_quantized(n, "Linear", f"QuantBertLayer({block})", new.kernel, act, smooth)
+                        for n in full.values()]
+            fused.update(full.values())
     for n in layers:
+        if n in fused:
+            continue
         m = modules[n]
         if isinstance(config, WeightOnly):
             cls = WeightOnlyLinear if isinstance(m, nn.Linear) else WeightOnlyEmbedding
             new = cls.from_float(m, config.bits, config.group_size)
         elif isinstance(m, nn.Embedding):  # a lookup has no matmul to run in int8: store int8 rows, one scale each
-            new = WeightOnlyEmbedding.from_float(m, 8, m.embedding_dim)
+            group = next((g for g in (32, 64, 128, 256) if m.embedding_dim % g == 0), None)
+            bits = 4 if getattr(config, "embedding_bits", 8) == 4 and group else 8
+            new = WeightOnlyEmbedding.from_float(m, bits, group if bits == 4 else m.embedding_dim)
         elif isinstance(m, nn.Conv2d):
             new = QuantConv2d.from_float(m, act[n], per_channel)
         else:
             new = QuantLinear.from_float(m, per_channel=per_channel, act_qparams=act.get(n), smooth=smooth.get(n))
         set_module(model, n, new)
-        rec = {"name": n, "type": type(m).__name__, "status": "quantized", "as": type(new).__name__,
-               "kernel": getattr(new, "kernel", "dequantize")}
-        if n in act:
-            rec["act_scale"], rec["act_zero_point"] = act[n]
-        if n in smooth:
-            rec["smoothquant"] = True
+        rec = _quantized(n, type(m).__name__, type(new).__name__, getattr(new, "kernel", "dequantize"), act, smooth)
+        if isinstance(new, WeightOnlyEmbedding):
+            rec["bits"] = new.bits
+            if new.bits != getattr(config, "embedding_bits", new.bits):
+                rec["reason"] = f"embedding_dim={m.embedding_dim} is not divisible by 32, so int4 groups do not fit"
         records.append(rec)
     return model, records
+
+
+def _quantized(name: str, type_name: str, as_name: str, kernel: str, act: dict[str, Any],
+               smooth: dict[str, Any]) -> dict[str, Any]:
+    """The record of one quantized layer, with its activation range and SmoothQuant flag if any."""
+    rec = {"name": name, "type": type_name, "status": "quantized", "as": as_name, "kernel": kernel}
+    if name in act:
+        rec["act_scale"], rec["act_zero_point"] = act[name]
+    if name in smooth:
+        rec["smoothquant"] = True
+    return rec

@@ -111,7 +111,9 @@ def _count(model: nn.Module) -> tuple[int, int]:
     total = nonzero = 0
     for m in model.modules():
         tensors = list(m.parameters(recurse=False))
-        if type(m).__name__ in QUANT_MODULES:
+        if hasattr(m, "weight_tensors"):  # fused blocks list their own integer weights, biases and norms
+            tensors += m.weight_tensors()
+        elif type(m).__name__ in QUANT_MODULES:
             q = getattr(m, "weight_int8", None)
             if q is None:
                 q = m.weight_q

@@ -22,6 +22,7 @@ from ._kernels import (
     quantize_weight,
     unpack_int4_float,
 )
+from ._transformer import QuantBertLayer
 
 __all__ = ["QuantLinear", "QuantConv2d", "WeightOnlyLinear", "WeightOnlyEmbedding", "QUANT_MODULES"]
 
@@ -222,5 +223,5 @@ class WeightOnlyEmbedding(nn.Module):
 
 
 QUANT_MODULES: dict[str, type[nn.Module]] = {
-    c.__name__: c for c in (QuantLinear, QuantConv2d, WeightOnlyLinear, WeightOnlyEmbedding)
+    c.__name__: c for c in (QuantLinear, QuantConv2d, WeightOnlyLinear, WeightOnlyEmbedding, QuantBertLayer)
 }
