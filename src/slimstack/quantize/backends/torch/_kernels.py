@@ -104,3 +104,28 @@ def int8_linear(x2d: torch.Tensor, scale: float, zero_point: int, weight: torch.
         return y + bias if bias is not None else y
     xd = (xq.float() - zero_point) * scale
     return torch.nn.functional.linear(xd, weight.float() * w_scale[:, None], bias)
+
+
+def _register_int8_gemm_macs() -> None:
+    """Teach torch's FLOP counter (behind ``ss.measure``'s MACs) the oneDNN int8 GEMM: 2 x M x K x N."""
+    try:
+        from torch.utils.flop_counter import register_flop_formula
+
+        op = torch.ops.onednn.qlinear_pointwise  # the packet: every overload (plain, binary add) at once
+    except (AttributeError, RuntimeError, ImportError):
+        return
+
+    def gemm_flops(qx_shape, *args, out_shape=None, **kwargs) -> int:
+        rows = 1
+        for d in qx_shape[:-1]:
+            rows *= int(d)
+        return 2 * rows * int(qx_shape[-1]) * int(out_shape[-1])
+
+    try:
+        register_flop_formula(op)(gemm_flops)
+    except RuntimeError:  # already registered (module reloaded)
+        pass
+
+
+_register_int8_gemm_macs()
+
