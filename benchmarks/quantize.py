@@ -104,6 +104,8 @@ def minilm_part(args: Any) -> tuple[list[dict], dict]:
         "slimstack StaticInt8 auto (mse)": (ss.StaticInt8(observer="mse"), {"calibration": calib}),
         "slimstack StaticInt8 auto (mse), int4 embeddings": (
             ss.StaticInt8(observer="mse", embedding_bits=4), {"calibration": calib}),
+        "slimstack StaticInt8 auto (mse), mixed int8/int4 embeddings": (
+            ss.StaticInt8(observer="mse", embedding_bits="mixed"), {"calibration": calib}),
         "slimstack StaticInt8 torch (mse), layers not fused": (
             ss.StaticInt8(backend="torch", observer="mse", fuse_layers=False), {"calibration": calib}),
         "slimstack DynamicInt8 auto": (ss.DynamicInt8(), {"calibration": calib[:128]}),

@@ -93,7 +93,7 @@ def test_int4_embedding_tables_halve_the_tables(tiny_encoder, sentences, tmp_pat
 def test_int4_embedding_tables_are_refused_on_onnxruntime(tiny_encoder):
     with pytest.raises(ss.errors.ConfigError, match="embedding_bits=4"):
         ss.quantize(tiny_encoder, ss.DynamicInt8(backend="onnxruntime", embedding_bits=4))
-    with pytest.raises(ss.errors.ConfigError, match="must be 8 .* or 4"):
+    with pytest.raises(ss.errors.ConfigError, match="embedding_bits=6 must be 8 .*, 4 .* or .mixed."):
         ss.DynamicInt8(embedding_bits=6)
 
 
@@ -115,3 +115,30 @@ def test_measure_counts_the_int8_gemms_as_macs(tiny_encoder, sentences):
         macs = ss.measure(fused, ds, batch_size=16, runs=1, warmup=0).macs
         # the same GEMMs, plus the attention matmuls the counter does not see inside torch's CPU flash kernel
         assert c.measurements["fp32"].macs <= macs <= 1.1 * c.measurements["fp32"].macs
+
+
+def test_mixed_embedding_tables_keep_seen_rows_in_int8(tiny_encoder, sentences, tmp_path):
+    from slimstack.quantize import MixedEmbedding
+    from slimstack.quantize.backends.torch._kernels import quantize_groups
+
+    r = ss.quantize(tiny_encoder, ss.StaticInt8(backend="torch", embedding_bits="mixed"), calibration=sentences)
+    word = r.model.model.embeddings.word_embeddings
+    assert isinstance(word, MixedEmbedding)
+    seen = torch.unique(tiny_encoder.tokenize(sentences)["input_ids"])
+    assert word.n_hot == len(seen) and bool((word.slot[seen] >= 0).all())
+    rec = next(x for x in r.record.layers if x["name"].endswith("word_embeddings"))
+    assert rec["bits"] == "mixed" and rec["int8_rows"] == len(seen) and rec["int4_rows"] == 30522 - len(seen)
+    # seen rows read back exactly as int8 per-row quantization, unseen ones as int4 groups of 32
+    w = tiny_encoder.model.embeddings.word_embeddings.weight.detach()
+    q8, s8 = quantize_groups(w[seen], 8, 64)
+    np.testing.assert_allclose(word(seen), q8.float() * s8.float(), rtol=1e-6)
+    unseen = torch.tensor([i for i in range(1000, 1400) if i not in set(seen.tolist())])
+    q4, s4 = quantize_groups(w[unseen], 4, 32)
+    np.testing.assert_allclose(word(unseen), (q4.float().reshape(len(unseen), -1, 32) * s4.float()[..., None])
+                               .reshape(len(unseen), 64), rtol=1e-6)
+    assert torch.equal(word.weight[seen], word(seen))
+    ss.save(r.model, tmp_path / "m")
+    loaded = ss.load(tmp_path / "m")
+    np.testing.assert_allclose(loaded.encode(sentences[:6]), r.model.encode(sentences[:6]), atol=1e-6)
+    with pytest.raises(ss.errors.DataError, match="embedding_bits='mixed'.*calibration="):
+        ss.quantize(tiny_encoder, ss.DynamicInt8(backend="torch", embedding_bits="mixed"))

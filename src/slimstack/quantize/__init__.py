@@ -8,9 +8,9 @@ from ._api import quantize
 from ._configs import QAT, DynamicInt8, QuantConfig, StaticInt8, WeightOnly
 from ._record import QuantRecord, QuantResult
 from .backends.onnxruntime import OrtClassifier, OrtSentenceEncoder
-from .backends.torch import QuantBertLayer, QuantConv2d, QuantLinear, WeightOnlyEmbedding, WeightOnlyLinear
+from .backends.torch import MixedEmbedding, QuantBertLayer, QuantConv2d, QuantLinear, WeightOnlyEmbedding, WeightOnlyLinear
 
 __all__ = [
-    "DynamicInt8", "OrtClassifier", "OrtSentenceEncoder", "QAT", "QuantBertLayer", "QuantConfig", "QuantConv2d", "QuantLinear",
+    "DynamicInt8", "MixedEmbedding", "OrtClassifier", "OrtSentenceEncoder", "QAT", "QuantBertLayer", "QuantConfig", "QuantConv2d", "QuantLinear",
     "QuantRecord", "QuantResult", "StaticInt8", "WeightOnly", "WeightOnlyEmbedding", "WeightOnlyLinear", "quantize",
 ]

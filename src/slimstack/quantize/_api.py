@@ -190,12 +190,12 @@ def _backends(ctx: _Context) -> tuple[list[Any], list[str]]:
     int4_tables = getattr(cfg, "embedding_bits", 8) != 8
     if cfg.backend == "torch" or isinstance(cfg, WeightOnly | QAT) or (int4_tables and cfg.backend == "auto"):
         if cfg.backend == "auto":
-            notes.append(f"{type(cfg).__name__}{' with embedding_bits=4' if int4_tables else ''} runs on the "
-                         "torch backend only")
+            notes.append(f"{type(cfg).__name__}{f' with embedding_bits={cfg.embedding_bits!r}' if int4_tables else ''}"
+                         " runs on the torch backend only")
         return [_TorchBackend(ctx)], notes
     if int4_tables:
-        raise ConfigError(f"{type(cfg).__name__}(embedding_bits=4) packs embedding tables as int4, which ONNX "
-                          "Runtime's quantizer cannot; use backend='torch' or 'auto', or embedding_bits=8")
+        raise ConfigError(f"{type(cfg).__name__}(embedding_bits={cfg.embedding_bits!r}) packs embedding rows as int4, "
+                          "which ONNX Runtime's quantizer cannot; use backend='torch' or 'auto', or embedding_bits=8")
     if cfg.backend == "onnxruntime":
         return [_OrtBackend(ctx)], notes
     out: list[Any] = [_TorchBackend(ctx)]

@@ -75,6 +75,22 @@ def collect(model: nn.Module, names: list[str], inputs: Any, *, batch_size: int 
     return stats
 
 
+def seen_rows(model: nn.Module, names: list[str], inputs: Any, *, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """The ids each embedding in ``names`` looks up while ``inputs`` run through ``model`` (sorted, unique)."""
+    modules = dict(model.named_modules())
+    found: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    hooks = [modules[n].register_forward_pre_hook(lambda _m, args, n=n: found[n].append(torch.unique(args[0])))
+             for n in names]
+    try:
+        with torch.inference_mode():
+            for _, batch in batches(model, inputs, batch_size):
+                call(model, batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {n: torch.unique(torch.cat(v)) if v else torch.zeros(0, dtype=torch.long) for n, v in found.items()}
+
+
 def _u8(lo: float, hi: float) -> tuple[float, int]:
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     scale = max((hi - lo) / 255.0, 1e-8)

@@ -46,10 +46,11 @@ class QuantConfig(Config):
 
 
 def _embedding_bits(cfg: QuantConfig) -> None:
-    if cfg.embedding_bits not in (4, 8) or isinstance(cfg.embedding_bits, bool):
-        raise ConfigError(f"{type(cfg).__name__}.embedding_bits={cfg.embedding_bits!r} must be 8 (int8 rows) or 4 "
-                          "(packed int4 in groups of 32: about half the size of an embedding table, "
-                          "torch backend only)")
+    if cfg.embedding_bits not in (4, 8, "mixed") or isinstance(cfg.embedding_bits, bool):
+        raise ConfigError(f"{type(cfg).__name__}.embedding_bits={cfg.embedding_bits!r} must be 8 (int8 rows), 4 "
+                          "(packed int4 in groups of 32: about half the size of an embedding table) or 'mixed' "
+                          "(rows the calibration data looks up stay int8, the rest int4); 4 and 'mixed' run on "
+                          "the torch backend")
 
 
 @register_config
@@ -64,8 +65,9 @@ class DynamicInt8(QuantConfig):
     fused and the unfused graph are built and timed, and the faster is kept. ``fuse_layers`` runs
     each BERT-style layer on the torch backend as one fused int8 block (QKV as one GEMM; bias, GELU
     and residual inside oneDNN's int8 GEMM; a short-sequence attention kernel). Embedding tables
-    have no matmul to run in int8; they are stored as int8 rows, or packed int4 in groups of 32
-    with ``embedding_bits=4`` (torch backend).
+    have no matmul to run in int8; they are stored as int8 rows, as packed int4 in groups of 32
+    with ``embedding_bits=4``, or with ``embedding_bits="mixed"`` as int8 for the rows the
+    calibration inputs look up and int4 for the rest (torch backend).
 
     Examples
     --------
@@ -76,7 +78,7 @@ class DynamicInt8(QuantConfig):
     reduce_range: bool = False
     optimize_graph: bool = True
     fuse_layers: bool = True
-    embedding_bits: int = 8
+    embedding_bits: int | str = 8
 
     def validate(self) -> None:
         super().validate()
@@ -98,7 +100,9 @@ class StaticInt8(QuantConfig):
     weights of Linear layers (SmoothQuant); 0 turns it off. ``fuse_layers`` runs each BERT-style
     layer on the torch backend as one fused int8 block (the GELU output passes to the next GEMM as
     uint8 without a float round trip). ``embedding_bits=4`` stores embedding tables as packed int4
-    in groups of 32 (torch backend).
+    in groups of 32; ``embedding_bits="mixed"`` keeps the rows the calibration inputs look up in
+    int8 and packs the rest as int4 (torch backend; raise ``calibration_size`` to cover more of
+    the vocabulary).
 
     Examples
     --------
@@ -111,7 +115,7 @@ class StaticInt8(QuantConfig):
     smoothquant_alpha: float = 0.0
     calibration_size: int = 256
     fuse_layers: bool = True
-    embedding_bits: int = 8
+    embedding_bits: int | str = 8
 
     def validate(self) -> None:
         super().validate()

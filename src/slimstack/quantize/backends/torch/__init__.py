@@ -2,7 +2,7 @@
 
 from . import _format  # noqa: F401  (registers the save format and measure adapter)
 from ._kernels import int8_kernel
-from ._modules import QuantConv2d, QuantLinear, WeightOnlyEmbedding, WeightOnlyLinear
+from ._modules import MixedEmbedding, QuantConv2d, QuantLinear, WeightOnlyEmbedding, WeightOnlyLinear
 from ._transformer import QuantBertLayer
 
-__all__ = ["QuantBertLayer", "QuantConv2d", "QuantLinear", "WeightOnlyEmbedding", "WeightOnlyLinear", "int8_kernel"]
+__all__ = ["MixedEmbedding", "QuantBertLayer", "QuantConv2d", "QuantLinear", "WeightOnlyEmbedding", "WeightOnlyLinear", "int8_kernel"]

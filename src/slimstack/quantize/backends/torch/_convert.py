@@ -7,10 +7,11 @@ from typing import Any
 from torch import nn
 
 from ...._utils import seed_everything
-from ..._calibration import collect, qparams
+from ....errors import DataError
+from ..._calibration import collect, qparams, seen_rows
 from ..._configs import DynamicInt8, QuantConfig, StaticInt8, WeightOnly
 from ..._smoothquant import smooth_factors
-from ._modules import QuantConv2d, QuantLinear, WeightOnlyEmbedding, WeightOnlyLinear
+from ._modules import MixedEmbedding, QuantConv2d, QuantLinear, WeightOnlyEmbedding, WeightOnlyLinear
 from ._transformer import BERT_LINEARS, QuantBertLayer, fusable_layers, fused_available
 
 __all__ = ["candidate_layers", "set_module", "build_torch"]
@@ -85,6 +86,13 @@ def build_torch(model: nn.Module, config: QuantConfig, layers: list[str], calibr
             stats = collect(model, observed, calibration, seed=seed, transform=smooth)
         act = {n: qparams(stats[n], config.observer, config.percentile) for n in observed}
     per_channel = getattr(config, "granularity", "per_channel") == "per_channel" and getattr(config, "per_channel", True)
+    hot: dict[str, Any] = {}
+    if getattr(config, "embedding_bits", 8) == "mixed":
+        tables = [n for n in layers if isinstance(modules[n], nn.Embedding)]
+        if tables and calibration is None:
+            raise DataError(f"embedding_bits='mixed' keeps in int8 the embedding rows your calibration data looks up; "
+                            f"pass calibration= (e.g. a few thousand training sentences) or use embedding_bits=8")
+        hot = seen_rows(model, tables, calibration) if tables else {}
     fused: set[str] = set()
     if isinstance(config, DynamicInt8 | StaticInt8) and config.fuse_layers and fused_available():
         for block in fusable_layers(model, layers):
@@ -103,6 +111,8 @@ def build_torch(model: nn.Module, config: QuantConfig, layers: list[str], calibr
         if isinstance(config, WeightOnly):
             cls = WeightOnlyLinear if isinstance(m, nn.Linear) else WeightOnlyEmbedding
             new = cls.from_float(m, config.bits, config.group_size)
+        elif isinstance(m, nn.Embedding) and n in hot and m.embedding_dim % 32 == 0:
+            new = MixedEmbedding.from_float(m, hot[n], 32)
         elif isinstance(m, nn.Embedding):  # a lookup has no matmul to run in int8: store int8 rows, one scale each
             group = next((g for g in (32, 64, 128, 256) if m.embedding_dim % g == 0), None)
             bits = 4 if getattr(config, "embedding_bits", 8) == 4 and group else 8
@@ -113,9 +123,12 @@ def build_torch(model: nn.Module, config: QuantConfig, layers: list[str], calibr
             new = QuantLinear.from_float(m, per_channel=per_channel, act_qparams=act.get(n), smooth=smooth.get(n))
         set_module(model, n, new)
         rec = _quantized(n, type(m).__name__, type(new).__name__, getattr(new, "kernel", "dequantize"), act, smooth)
-        if isinstance(new, WeightOnlyEmbedding):
+        if isinstance(new, MixedEmbedding):
+            rec["bits"] = "mixed"
+            rec["int8_rows"], rec["int4_rows"] = new.n_hot, new.num_embeddings - new.n_hot
+        elif isinstance(new, WeightOnlyEmbedding):
             rec["bits"] = new.bits
-            if new.bits != getattr(config, "embedding_bits", new.bits):
+            if new.bits != getattr(config, "embedding_bits", new.bits) and getattr(config, "embedding_bits", 8) == 4:
                 rec["reason"] = f"embedding_dim={m.embedding_dim} is not divisible by 32, so int4 groups do not fit"
         records.append(rec)
     return model, records

@@ -24,7 +24,7 @@ from ._kernels import (
 )
 from ._transformer import QuantBertLayer
 
-__all__ = ["QuantLinear", "QuantConv2d", "WeightOnlyLinear", "WeightOnlyEmbedding", "QUANT_MODULES"]
+__all__ = ["QuantLinear", "QuantConv2d", "WeightOnlyLinear", "WeightOnlyEmbedding", "MixedEmbedding", "QUANT_MODULES"]
 
 
 class QuantLinear(nn.Module):
@@ -222,6 +222,74 @@ class WeightOnlyEmbedding(nn.Module):
         return g.reshape(*ids.shape, self.embedding_dim)
 
 
+class MixedEmbedding(nn.Module):
+    """Embedding table with int8 rows for the ids the calibration data looked up and packed int4 for the rest.
+
+    Most of a vocabulary never occurs in a given domain; storing those rows in 4 bits (groups of
+    ``group_size``, fp16 scales) and the rows the domain uses in 8 bits (one fp16 scale per row)
+    shrinks the table by about 40 % on MiniLM while the tokens that matter keep int8 precision.
+    ``slot`` maps an id to its row: ``k >= 0`` is int8 row ``k``, ``k < 0`` is int4 row ``-k - 1``.
+    """
+
+    kernel = "dequantize"
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, n_hot: int, group_size: int = 32,
+                 padding_idx: int | None = None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        self.n_hot, self.group_size, self.padding_idx = int(n_hot), int(group_size), padding_idx
+        n_cold = self.num_embeddings - self.n_hot
+        self.register_buffer("slot", torch.zeros(num_embeddings, dtype=torch.int32))
+        self.register_buffer("hot_q", torch.zeros(n_hot, embedding_dim, dtype=torch.int8))
+        self.register_buffer("hot_scale", torch.ones(n_hot, 1, dtype=torch.float16))
+        self.register_buffer("cold_q", torch.zeros(n_cold, embedding_dim // 2, dtype=torch.uint8))
+        self.register_buffer("cold_scale", torch.ones(n_cold, embedding_dim // group_size, dtype=torch.float16))
+
+    @classmethod
+    def from_float(cls, emb: nn.Embedding, hot_ids: torch.Tensor, group_size: int = 32) -> MixedEmbedding:
+        w = emb.weight.detach().float()
+        hot = torch.zeros(emb.num_embeddings, dtype=torch.bool)
+        hot[hot_ids.long()] = True
+        hot_rows, cold_rows = torch.nonzero(hot).flatten(), torch.nonzero(~hot).flatten()
+        m = cls(emb.num_embeddings, emb.embedding_dim, len(hot_rows), group_size, emb.padding_idx)
+        m.slot[hot_rows] = torch.arange(len(hot_rows), dtype=torch.int32)
+        m.slot[cold_rows] = -1 - torch.arange(len(cold_rows), dtype=torch.int32)
+        if len(hot_rows):
+            q, sc = quantize_groups(w[hot_rows], 8, emb.embedding_dim)
+            m.hot_q.copy_(q)
+            m.hot_scale.copy_(sc)
+        if len(cold_rows):
+            q, sc = quantize_groups(w[cold_rows], 4, group_size)
+            m.cold_q.copy_(pack_int4(q))
+            m.cold_scale.copy_(sc)
+        return m
+
+    def weight_tensors(self) -> list[torch.Tensor]:
+        """One entry per weight (two int4 values per packed byte), for parameter counts."""
+        return [self.hot_q, torch.cat([self.cold_q, self.cold_q], dim=-1)]
+
+    def spec(self) -> dict[str, Any]:
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim, "n_hot": self.n_hot,
+                "group_size": self.group_size, "padding_idx": self.padding_idx}
+
+    @property
+    def weight(self) -> torch.Tensor:  # Hugging Face code reads .weight (dtype, tying); give the float view
+        return self.forward(torch.arange(self.num_embeddings))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        slot = self.slot[ids]
+        out = torch.empty(*ids.shape, self.embedding_dim)
+        hot = slot >= 0
+        k = slot[hot].long()
+        out[hot] = self.hot_q[k].float() * self.hot_scale[k].float()
+        k = (-1 - slot[~hot]).long()
+        if len(k):
+            g = unpack_int4_float(self.cold_q[k]).reshape(len(k), -1, self.group_size)
+            out[~hot] = (g * self.cold_scale[k].float()[..., None]).reshape(len(k), self.embedding_dim)
+        return out
+
+
 QUANT_MODULES: dict[str, type[nn.Module]] = {
-    c.__name__: c for c in (QuantLinear, QuantConv2d, WeightOnlyLinear, WeightOnlyEmbedding, QuantBertLayer)
+    c.__name__: c for c in (QuantLinear, QuantConv2d, WeightOnlyLinear, WeightOnlyEmbedding, MixedEmbedding,
+                            QuantBertLayer)
 }
