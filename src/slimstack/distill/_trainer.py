@@ -8,6 +8,7 @@ the objective in ``DistributedDataParallel`` and gives each process its share of
 
 from __future__ import annotations
 
+import atexit
 import copy
 import dataclasses
 import hashlib
@@ -63,7 +64,25 @@ def world() -> tuple[int, int]:
         return 0, 1
     if not dist.is_initialized():
         dist.init_process_group(backend="gloo")
+        # A rank that exits while another still holds the group open can abort as gloo's threads
+        # unwind ("terminate called without an active exception"), e.g. rank 1 leaving while rank 0
+        # saves the student. Close the group slimstack opened together, at exit.
+        atexit.register(_close_group)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _close_group() -> None:
+    import datetime
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:  # wait (bounded) for the other ranks, so none tears down a connection another still uses
+        dist.monitored_barrier(timeout=datetime.timedelta(seconds=120))
+    except RuntimeError:
+        pass  # a rank died or hung: close anyway
+    dist.destroy_process_group()
 
 
 class Trainer:
