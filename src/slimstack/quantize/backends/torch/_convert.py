@@ -90,8 +90,8 @@ def build_torch(model: nn.Module, config: QuantConfig, layers: list[str], calibr
     if getattr(config, "embedding_bits", 8) == "mixed":
         tables = [n for n in layers if isinstance(modules[n], nn.Embedding)]
         if tables and calibration is None:
-            raise DataError(f"embedding_bits='mixed' keeps in int8 the embedding rows your calibration data looks up; "
-                            f"pass calibration= (e.g. a few thousand training sentences) or use embedding_bits=8")
+            raise DataError("embedding_bits='mixed' keeps in int8 the embedding rows your calibration data looks up; "
+                            "pass calibration= (e.g. a few thousand training sentences) or use embedding_bits=8")
         hot = seen_rows(model, tables, calibration) if tables else {}
     fused: set[str] = set()
     if isinstance(config, DynamicInt8 | StaticInt8) and config.fuse_layers and fused_available():
