@@ -103,12 +103,7 @@ def _train_classifier(model: nn.Module, teacher: nn.Module | None, data: Any, ep
                 loss = ALPHA * kd + (1 - ALPHA) * loss
             elif soft is not None:
                 loss = ALPHA * F.mse_loss(out, soft[idx]) + (1 - ALPHA) * loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            apply_masks(model, masks)
-            total += loss.item() * len(idx)
+            total += _step(opt, sched, loss, model, masks) * len(idx)
         history.append(total / len(X))
     model.eval()
     return history
@@ -150,12 +145,7 @@ def _distill_encoder(student: nn.Module, teacher: nn.Module, data: Any, steps: i
         emb = student(**student.tokenize(batch))
         tgt = torch.as_tensor(np.stack([target[s] for s in batch]))
         loss = (1 - F.cosine_similarity(emb, tgt, dim=-1)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        apply_masks(student, masks)
-        losses.append(loss.item())
+        losses.append(_step(opt, sched, loss, student, masks))
     return losses
 
 
@@ -177,10 +167,17 @@ def _finetune_encoder(model: nn.Module, data: Any, steps: int, lr: float, seed: 
         a = model(**model.tokenize([data.pairs[i][0] for i in idx]))
         b = model(**model.tokenize([data.pairs[i][1] for i in idx]))
         loss = F.mse_loss(F.cosine_similarity(a, b, dim=-1), torch.as_tensor(scores[idx] / scale))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        apply_masks(model, masks)
-        losses.append(loss.item())
+        losses.append(_step(opt, sched, loss, model, masks))
     return losses
+
+
+def _step(opt: torch.optim.Optimizer, sched: Any, loss: torch.Tensor, model: nn.Module,
+          masks: dict[str, torch.Tensor] | None) -> float:
+    """One optimizer and schedule step; pruned weights are zeroed again. Returns the loss value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    apply_masks(model, masks)
+    return loss.item()
+

@@ -65,6 +65,12 @@ def collect(model: nn.Module, names: list[str], inputs: Any, *, batch_size: int 
             stats[n].update(x, cd)
 
         hooks.append(modules[n].register_forward_pre_hook(hook))
+    _run_hooked(model, inputs, batch_size, hooks)
+    return stats
+
+
+def _run_hooked(model: nn.Module, inputs: Any, batch_size: int, hooks: list) -> None:
+    """Run ``inputs`` through ``model`` in batches, then remove ``hooks`` (also on error)."""
     try:
         with torch.inference_mode():
             for _, batch in batches(model, inputs, batch_size):
@@ -72,7 +78,6 @@ def collect(model: nn.Module, names: list[str], inputs: Any, *, batch_size: int 
     finally:
         for h in hooks:
             h.remove()
-    return stats
 
 
 def seen_rows(model: nn.Module, names: list[str], inputs: Any, *, batch_size: int = 64) -> dict[str, torch.Tensor]:
@@ -81,13 +86,7 @@ def seen_rows(model: nn.Module, names: list[str], inputs: Any, *, batch_size: in
     found: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     hooks = [modules[n].register_forward_pre_hook(lambda _m, args, n=n: found[n].append(torch.unique(args[0])))
              for n in names]
-    try:
-        with torch.inference_mode():
-            for _, batch in batches(model, inputs, batch_size):
-                call(model, batch)
-    finally:
-        for h in hooks:
-            h.remove()
+    _run_hooked(model, inputs, batch_size, hooks)
     return {n: torch.unique(torch.cat(v)) if v else torch.zeros(0, dtype=torch.long) for n, v in found.items()}
 
 

@@ -19,6 +19,7 @@ from ....io import register_format
 from ....io._torch import WEIGHTS, build_from_spec, load_state, module_spec, save_state
 from ....measure import EncoderAdapter, TorchAdapter, register_adapter
 from ._convert import set_module
+from ._kernels import register_int8_gemm_macs
 from ._modules import QUANT_MODULES
 
 __all__ = ["has_quant_modules", "TorchQuantFormat"]
@@ -125,18 +126,23 @@ def _count(model: nn.Module) -> tuple[int, int]:
     return total, nonzero
 
 
-class _QuantAdapter(TorchAdapter):
+class _Int8Counts:
+    """Parameters counted from the integer buffers; MACs with the int8 GEMM known to the FLOP counter."""
+
+    def params(self) -> tuple[int, int]:
+        return _count(self.model)
+
+    def macs(self, prepared_one: Any) -> int | None:
+        register_int8_gemm_macs()
+        return super().macs(prepared_one)
+
+
+class _QuantAdapter(_Int8Counts, TorchAdapter):
     kind = "torch-int8"
 
-    def params(self) -> tuple[int, int]:
-        return _count(self.model)
 
-
-class _QuantEncoderAdapter(EncoderAdapter):
+class _QuantEncoderAdapter(_Int8Counts, EncoderAdapter):
     kind = "torch-int8-encoder"
-
-    def params(self) -> tuple[int, int]:
-        return _count(self.model)
 
 
 def _factory(model: Any):

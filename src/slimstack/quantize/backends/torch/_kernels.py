@@ -13,7 +13,7 @@ import warnings
 import torch
 
 __all__ = ["quantize_weight", "quantize_groups", "pack_int4", "unpack_int4", "int8_kernel", "int8_linear", "unpack_int4_float",
-           "dynamic_qparams", "quantize_u8"]
+           "dynamic_qparams", "quantize_u8", "register_int8_gemm_macs"]
 
 
 def quantize_weight(w: torch.Tensor, per_channel: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,8 +106,12 @@ def int8_linear(x2d: torch.Tensor, scale: float, zero_point: int, weight: torch.
     return torch.nn.functional.linear(xd, weight.float() * w_scale[:, None], bias)
 
 
-def _register_int8_gemm_macs() -> None:
-    """Teach torch's FLOP counter (behind ``ss.measure``'s MACs) the oneDNN int8 GEMM: 2 x M x K x N."""
+@functools.lru_cache(maxsize=1)
+def register_int8_gemm_macs() -> None:
+    """Teach torch's FLOP counter (behind ``ss.measure``'s MACs) the oneDNN int8 GEMM: 2 x M x K x N.
+
+    Called by the measure adapters of int8 models before they count, not at import.
+    """
     try:
         from torch.utils.flop_counter import register_flop_formula
 
@@ -125,7 +129,4 @@ def _register_int8_gemm_macs() -> None:
         register_flop_formula(op)(gemm_flops)
     except RuntimeError:  # already registered (module reloaded)
         pass
-
-
-_register_int8_gemm_macs()
 

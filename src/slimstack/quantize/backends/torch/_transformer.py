@@ -117,11 +117,9 @@ class QuantBertLayer(nn.Module):
                    "fc1": wb(lin["fc1"]), "fc2": wb(lin["fc2"])}
         for g, (w, b) in weights.items():
             s = smooth.get(_INPUT_OF[g])
-            if s is not None:  # x @ W.T == (x / s) @ (W * s).T
+            if s is not None:  # x @ W.T == (x / s) @ (W * s).T; unsmoothed GEMMs keep divisors of 1
                 w = w * s[None, :]
                 getattr(m, f"{g}_smooth").copy_(1.0 / s)
-            elif m.smoothed:
-                getattr(m, f"{g}_smooth").fill_(1.0)
             q, sc = quantize_weight(w, per_channel)
             getattr(m, f"{g}_weight").copy_(q)
             getattr(m, f"{g}_scale").copy_(sc)
@@ -153,9 +151,11 @@ class QuantBertLayer(nn.Module):
                 f"static={self.static}, kernel={self.kernel}")
 
     # -- pieces -------------------------------------------------------------------------------
-    def _w(self, g: str) -> Any:
+    def _w(self, g: str) -> tuple[Any, torch.Tensor]:
+        """The GEMM's packed weight and its (zero) weight zero points, built on first use."""
         if g not in self._packed:
-            self._packed[g] = torch.ops.onednn.qlinear_prepack(getattr(self, f"{g}_weight"), None)
+            w = getattr(self, f"{g}_weight")
+            self._packed[g] = (torch.ops.onednn.qlinear_prepack(w, None), torch.zeros(w.shape[0], dtype=torch.int64))
         return self._packed[g]
 
     def _input(self, g: str, x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
@@ -170,8 +170,7 @@ class QuantBertLayer(nn.Module):
 
     def _gemm(self, g: str, xq: torch.Tensor, scale: float, zp: int, *, residual: torch.Tensor | None = None,
               gelu: bool = False, out_qparams: tuple[float, int] | None = None) -> torch.Tensor:
-        w, ws, b = self._w(g), getattr(self, f"{g}_scale"), getattr(self, f"{g}_bias")
-        zeros = torch.zeros(ws.shape[0], dtype=torch.int64)
+        (w, zeros), ws, b = self._w(g), getattr(self, f"{g}_scale"), getattr(self, f"{g}_bias")
         if residual is not None:  # "add" (not "sum") writes a new tensor: the caller's input stays intact
             return torch.ops.onednn.qlinear_pointwise.binary(xq, scale, zp, w, ws, zeros, residual, b, 1.0, 0,
                                                              torch.float32, 1.0, 0, "add", 1.0, "none", [], "")
@@ -211,7 +210,7 @@ class QuantBertLayer(nn.Module):
             y = self._gemm("fc2", *self._input("fc2", inter), residual=x1)
         out = torch.nn.functional.layer_norm(y, (self.hidden,), self.ln2_weight, self.ln2_bias, self.eps)
         out = out.reshape(batch, length, self.hidden)
-        return out if _LAYER_RETURNS_TENSOR else (out,)
+        return out if _layer_returns_tensor() else (out,)
 
 
 def _mask(mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -223,17 +222,18 @@ def _mask(mask: torch.Tensor | None) -> torch.Tensor | None:
     return mask.float()
 
 
-def _transformers_major() -> int:
+@functools.lru_cache(maxsize=1)
+def _layer_returns_tensor() -> bool:
+    """transformers 5 encoders take a layer's output as a tensor; 4.x indexes a tuple.
+
+    Read from the installed package's metadata, so importing slimstack does not import transformers.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        import transformers
-
-        return int(transformers.__version__.split(".")[0])
-    except (ImportError, ValueError):
-        return 5
-
-
-# transformers 5 encoders take a layer's output as a tensor; 4.x indexes a tuple.
-_LAYER_RETURNS_TENSOR = _transformers_major() >= 5
+        return int(version("transformers").split(".")[0]) >= 5
+    except (PackageNotFoundError, ValueError):
+        return True
 
 
 @functools.lru_cache(maxsize=1)
