@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from . import datasets, io, recipe, report, zoo
 from .io import load, save
-from .measure import Comparison, Measurement, compare, measure
+from . import measure  # callable: ss.measure(model, data) runs the verb
+from .measure import Comparison, Measurement, compare
 from ._config import Config, config_from_dict, register_config
 from .errors import (
     ConfigError,
@@ -22,9 +23,10 @@ from .errors import (
     UnsafeFileError,
 )
 # compress
-from .distill import DistillConfig, DistillResult, distill
-from .prune import MagnitudePruning, NMPruning, PruneResult, StructuredPruning, TreePruning, prune
-from .quantize import QAT, DynamicInt8, QuantResult, StaticInt8, WeightOnly, quantize
+from . import distill, merge, prune, quantize  # each package is callable as its verb (see _verbs.py)
+from .distill import DistillConfig, DistillResult
+from .prune import MagnitudePruning, NMPruning, PruneResult, StructuredPruning, TreePruning
+from .quantize import QAT, DynamicInt8, QuantResult, StaticInt8, WeightOnly
 
 # combine
 from .ensemble import (
@@ -43,7 +45,7 @@ from .ensemble import (
     VotingEnsemble,
     VotingEnsembleRegressor,
 )
-from .merge import GreedySoup, TaskArithmetic, TiesMerging, UniformSoup, merge
+from .merge import GreedySoup, TaskArithmetic, TiesMerging, UniformSoup
 
 __version__ = "0.1.0"
 

@@ -15,3 +15,7 @@ __all__ = [
     "DistillConfig", "DistillResult", "EnsembleTeacher", "ModuleTeacher", "PrecomputedTeacher", "Teacher",
     "Trainer", "TrainSettings", "TrainingDivergedError", "distill", "losses", "teacher_targets",
 ]
+
+from .._verbs import make_verb_module as _make_verb_module
+
+_make_verb_module(__name__, distill)  # ss.distill(...) calls the verb; ss.distill.<name> reaches this package

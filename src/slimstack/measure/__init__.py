@@ -19,3 +19,7 @@ __all__ = [
     "TorchAdapter", "adapt", "classification_metrics", "compare", "cosine_fidelity", "format_bytes", "measure",
     "register_adapter", "regression_metrics", "softmax", "sts_metrics", "torch_peak_memory",
 ]
+
+from .._verbs import make_verb_module as _make_verb_module
+
+_make_verb_module(__name__, measure)  # ss.measure(...) calls the verb; ss.measure.<name> reaches this package

@@ -9,3 +9,7 @@ from ._configs import GreedySoup, MergeConfig, TaskArithmetic, TiesMerging, Unif
 from ._merge import METHODS, merge
 
 __all__ = ["METHODS", "GreedySoup", "MergeConfig", "TaskArithmetic", "TiesMerging", "UniformSoup", "merge"]
+
+from .._verbs import make_verb_module as _make_verb_module
+
+_make_verb_module(__name__, merge)  # ss.merge(...) calls the verb; ss.merge.<name> reaches this package

@@ -21,3 +21,7 @@ __all__ = [
     "StructuredPruning", "TreePruning", "is_nm", "magnitude_masks", "mark_sparse", "nm_mask", "polynomial_schedule",
     "prune", "sensitivity", "sparsity_marker",
 ]
+
+from .._verbs import make_verb_module as _make_verb_module
+
+_make_verb_module(__name__, prune)  # ss.prune(...) calls the verb; ss.prune.<name> reaches this package

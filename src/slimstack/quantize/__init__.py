@@ -14,3 +14,7 @@ __all__ = [
     "DynamicInt8", "MixedEmbedding", "OrtClassifier", "OrtSentenceEncoder", "QAT", "QuantBertLayer", "QuantConfig", "QuantConv2d", "QuantLinear",
     "QuantRecord", "QuantResult", "StaticInt8", "WeightOnly", "WeightOnlyEmbedding", "WeightOnlyLinear", "quantize",
 ]
+
+from .._verbs import make_verb_module as _make_verb_module
+
+_make_verb_module(__name__, quantize)  # ss.quantize(...) calls the verb; ss.quantize.<name> reaches this package
