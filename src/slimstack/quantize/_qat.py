@@ -16,6 +16,7 @@ from .._utils import seed_everything
 from ..datasets import Dataset
 from ..errors import DataError
 from .backends.torch._convert import set_module
+from .backends.torch._kernels import weight_qmax
 from .backends.torch._modules import QuantConv2d, QuantLinear
 
 __all__ = ["FakeQuant", "prepare_qat", "train_qat", "convert_qat"]
@@ -51,9 +52,10 @@ class FakeQuant(nn.Module):
         scale, zp = self.qparams()
         xq = (torch.clamp(_ste_round(x / scale) + zp, 0, 255) - zp) * scale
         w = self.layer.weight
-        w_scale = (w.detach().reshape(w.shape[0], -1).abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+        qmax = weight_qmax()  # the range the converted int8 module will use on this CPU
+        w_scale = (w.detach().reshape(w.shape[0], -1).abs().amax(dim=1) / float(qmax)).clamp(min=1e-12)
         shape = (-1,) + (1,) * (w.dim() - 1)
-        wq = torch.clamp(_ste_round(w / w_scale.view(shape)), -127, 127) * w_scale.view(shape)
+        wq = torch.clamp(_ste_round(w / w_scale.view(shape)), -qmax, qmax) * w_scale.view(shape)
         if isinstance(self.layer, nn.Conv2d):
             c = self.layer
             return nn.functional.conv2d(xq, wq, c.bias, c.stride, c.padding, c.dilation, c.groups)

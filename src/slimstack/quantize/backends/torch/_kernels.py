@@ -12,16 +12,20 @@ import warnings
 
 import torch
 
-__all__ = ["quantize_weight", "quantize_groups", "pack_int4", "unpack_int4", "int8_kernel", "int8_linear", "unpack_int4_float",
+__all__ = ["quantize_weight", "quantize_groups", "pack_int4", "unpack_int4", "int8_kernel", "int8_gemm_saturates", "weight_qmax", "int8_linear", "unpack_int4_float",
            "dynamic_qparams", "quantize_u8", "register_int8_gemm_macs"]
 
 
 def quantize_weight(w: torch.Tensor, per_channel: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 quantization of a weight (out, ...): returns (int8 weight, float scales (out,))."""
+    """Symmetric int8 quantization of a weight (out, ...): returns (int8 weight, float scales (out,)).
+
+    The range is +-:func:`weight_qmax`: 127, or 63 where this CPU's u8 x s8 GEMM would overflow.
+    """
+    qmax = weight_qmax()
     flat = w.detach().reshape(w.shape[0], -1).float()
     amax = flat.abs().amax(dim=1) if per_channel else flat.abs().amax().expand(w.shape[0])
-    scale = (amax / 127.0).clamp(min=1e-12)
-    q = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    scale = (amax / float(qmax)).clamp(min=1e-12)
+    q = torch.round(flat / scale[:, None]).clamp(-qmax, qmax).to(torch.int8)
     return q.reshape(w.shape), scale.contiguous()
 
 
@@ -68,6 +72,25 @@ def int8_kernel() -> str:
         return "onednn" if torch.allclose(y, torch.full((4, 8), 8.0)) else "dequantize"
     except (AttributeError, RuntimeError):
         return "dequantize"
+
+
+@functools.lru_cache(maxsize=1)
+def int8_gemm_saturates() -> bool:
+    """True when oneDNN's u8 x s8 GEMM saturates on this CPU (no VNNI: AVX2's vpmaddubsw adds
+    pairs of u8*s8 products in int16, so 255*127*2 overflows and results are silently wrong)."""
+    if int8_kernel() != "onednn":
+        return False
+    w = torch.full((8, 16), 127, dtype=torch.int8)
+    packed = torch.ops.onednn.qlinear_prepack(w, [4, 16])
+    x = torch.full((4, 16), 255, dtype=torch.uint8)
+    y = torch.ops.onednn.qlinear_pointwise(x, 1.0, 0, packed, torch.ones(8), torch.zeros(8, dtype=torch.int64),
+                                           None, 1.0, 0, torch.float32, "none", [], "")
+    return not torch.allclose(y, torch.full((4, 8), 255.0 * 127 * 16))
+
+
+def weight_qmax() -> int:
+    """Largest int8 weight code: 127, or 63 (7-bit weights, as fbgemm's reduce_range) where the GEMM saturates."""
+    return 63 if int8_gemm_saturates() else 127
 
 
 def dynamic_qparams(x: torch.Tensor) -> tuple[float, int]:
