@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelFileError, UnsafeFileError
+from ..errors import ModelFileError
 from ._registry import register_format
+from ._skops import load_skops
 
 __all__ = ["SentenceEncoderFormat", "SklearnFormat", "OnnxFormat", "OnnxModel"]
 
@@ -43,28 +44,6 @@ class SentenceEncoderFormat:
             raise ModelFileError(f"cannot load the encoder in {str(directory)!r}: {exc}") from exc
 
 
-# Types skops may rebuild without trusted=True: scikit-learn, numpy and scipy objects.
-_SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "slimstack.")
-
-
-def _skops_load(file: Path, trusted: bool) -> Any:
-    import skops.io as sio
-
-    if not file.exists():
-        raise ModelFileError(f"{str(file)!r} is missing; save the model again")
-    try:
-        untrusted = sio.get_untrusted_types(file=str(file))
-    except Exception as exc:
-        raise ModelFileError(f"{str(file)!r} is not a readable skops file ({exc}); save the model again") from exc
-    unsafe = [t for t in untrusted if not t.startswith(_SAFE_PREFIXES)]
-    if unsafe and not trusted:
-        raise UnsafeFileError(
-            f"{file.name} holds types outside scikit-learn/numpy/scipy ({', '.join(unsafe[:5])}); "
-            "pass trusted=True only if you trust its source"
-        )
-    return sio.load(str(file), trusted=untrusted)
-
-
 @register_format("sklearn")
 class SklearnFormat:
     priority = 0
@@ -83,11 +62,11 @@ class SklearnFormat:
 
     @staticmethod
     def load(directory: Path, spec: dict[str, Any], trusted: bool) -> Any:
-        return _skops_load(directory / spec.get("file", "model.skops"), trusted)
+        return load_skops(directory / spec.get("file", "model.skops"), trusted)
 
     @staticmethod
     def load_file(path: Path, trusted: bool) -> Any:
-        return _skops_load(path, trusted)
+        return load_skops(path, trusted)
 
 
 class OnnxModel:
