@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelFileError
-from ._registry import register_format
+from ..errors import ModelFileError, UnsafeFileError
+from ._registry import PICKLE_SUFFIXES, member, register_format
 from ._skops import load_skops
 
 __all__ = ["SentenceEncoderFormat", "SklearnFormat", "OnnxFormat", "OnnxModel"]
@@ -36,12 +36,33 @@ class SentenceEncoderFormat:
         from ..zoo._encoder import load_hf_encoder
 
         if spec.get("hf_dir"):
-            return load_hf_encoder(directory)
+            return _load_hf_dir(directory, trusted)
         kw = {k: spec[k] for k in ("max_length", "pooling", "normalize") if k in spec}
         try:
-            return load_hf_encoder(directory / spec.get("encoder", "encoder"), **kw)
+            return load_hf_encoder(member(directory, spec.get("encoder", "encoder"), "encoder"), **kw)
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"cannot load the encoder in {str(directory)!r}: {exc}") from exc
+
+
+def _load_hf_dir(directory: Path, trusted: bool) -> Any:
+    """A Hugging Face folder: safetensors weights, or pickled ``pytorch_model.bin`` only if trusted."""
+    from ..zoo._encoder import load_hf_encoder
+
+    safe = sorted(p.name for p in directory.glob("*.safetensors"))
+    pickled = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if not safe and not pickled:
+        raise ModelFileError(f"{str(directory)!r} holds a config.json but no weights (*.safetensors); "
+                             "save the model with save_pretrained(..., safe_serialization=True)")
+    if not safe and not trusted:
+        raise UnsafeFileError(
+            f"{str(directory)!r} holds its weights only as {', '.join(pickled)}, a pickle-based format whose "
+            "loading can run arbitrary code; convert it to safetensors (save_pretrained(..., "
+            "safe_serialization=True)), or pass trusted=True (CLI: --trusted) only if you trust its source"
+        )
+    try:
+        return load_hf_encoder(directory, use_safetensors=bool(safe))
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"cannot load the Hugging Face model in {str(directory)!r}: {str(exc)[:300]}") from exc
 
 
 @register_format("sklearn")
@@ -62,7 +83,7 @@ class SklearnFormat:
 
     @staticmethod
     def load(directory: Path, spec: dict[str, Any], trusted: bool) -> Any:
-        return load_skops(directory / spec.get("file", "model.skops"), trusted)
+        return load_skops(member(directory, spec.get("file", "model.skops")), trusted)
 
     @staticmethod
     def load_file(path: Path, trusted: bool) -> Any:
@@ -145,7 +166,7 @@ class OnnxFormat:
 
     @staticmethod
     def load(directory: Path, spec: dict[str, Any], trusted: bool) -> OnnxModel:
-        return _onnx_load(directory / spec.get("file", "model.onnx"))
+        return _onnx_load(member(directory, spec.get("file", "model.onnx")))
 
     @staticmethod
     def load_file(path: Path, trusted: bool) -> OnnxModel:
