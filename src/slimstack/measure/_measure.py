@@ -89,6 +89,23 @@ def compare(
     if runs < 1 or warmup < 0:
         raise ConfigError(f"runs={runs} must be >= 1 and warmup={warmup} >= 0")
     data = _as_dataset(data)
+    with _modes_kept([*models.values(), reference]):  # measuring runs modules in eval mode; the caller's flags come back
+        return _compare(models, data, batch_size, threads, warmup, runs, reference, quality, cost, progress)
+
+
+@contextlib.contextmanager
+def _modes_kept(models):
+    modules = [m for m in models if hasattr(m, "modules") and hasattr(m, "train")]
+    flags = [[(sub, sub.training) for sub in m.modules()] for m in modules]
+    try:
+        yield
+    finally:
+        for pairs in flags:
+            for sub, was in pairs:
+                sub.training = was
+
+
+def _compare(models, data, batch_size, threads, warmup, runs, reference, quality, cost, progress) -> Comparison:
     adapters = {n: adapt(m) for n, m in models.items()}
     inputs_all = _inputs(data, adapters)
     ref_out = None
