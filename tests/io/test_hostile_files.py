@@ -198,7 +198,9 @@ def test_real_models_still_load(tmp_path):
                              HistGradientBoostingClassifier(max_iter=3, random_state=0),
                              MLPClassifier(max_iter=5, random_state=0),
                              make_pipeline(FunctionTransformer(np.log1p), StandardScaler(),
-                                           MLPClassifier(max_iter=5, random_state=0))]):
+                                           MLPClassifier(max_iter=5, random_state=0)),
+                             ss.StackingEnsemble([("rf", RandomForestClassifier(n_estimators=2, random_state=0)),
+                                                  ("mlp", MLPClassifier(max_iter=5, random_state=0))], cv=3)]):
         est.fit(ds.X, ds.y)
         back = ss.load(ss.save(est, tmp_path / f"m{i}"))
         np.testing.assert_array_equal(back.predict(ds.X), est.predict(ds.X))

@@ -139,3 +139,9 @@ def test_string_feature_column_is_a_data_error(tmp_path):
         tmp_path / "s.csv", index=False)
     with pytest.raises(ss.DataError, match=r"feature columns \['colour'\] are not numeric .*'red'"):
         ss.datasets.load(tmp_path / "s.csv", target="label", split="all")
+
+
+def test_training_on_labels_beyond_the_outputs_says_why(digits):
+    Xtr, ytr, _, _ = digits
+    with pytest.raises(ss.DataError, match=r"class id 9, but the model has 5 outputs"):
+        ss.zoo.train(torch.nn.Sequential(torch.nn.Linear(64, 5)), ss.datasets.from_arrays(Xtr, ytr), epochs=1)
