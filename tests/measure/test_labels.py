@@ -72,11 +72,11 @@ def test_file_of_one_class_scores_like_sklearn(tmp_path, digits, lr):
 def test_string_labels_score_like_sklearn(tmp_path, digits):
     Xtr, ytr, X, y = digits
     lr = LogisticRegression(max_iter=500).fit(Xtr, NAMES[ytr])
-    keep = y != 0
+    keep = y != 5  # "five" sorts second: without it, every later name would shift by one code
     m = _quality(lr, _csv(tmp_path / "names.csv", X[keep], NAMES[y[keep]]))
     assert m.quality == pytest.approx(lr.score(X[keep], NAMES[y[keep]]), abs=1e-12)
-    assert m.quality > 0.9
-    assert m.metrics["macro_f1"] > 0.9
+    assert m.quality > 0.85
+    assert m.metrics["macro_f1"] > 0.85
 
 
 def test_classes_the_model_does_not_know_are_named(tmp_path, digits):
