@@ -275,7 +275,7 @@ def _quality(adapter: ModelAdapter, outputs: np.ndarray, data: Dataset) -> dict[
         need = int(np.max(data.y)) + 1 if len(data.y) else 0
         if kind != "label" and (outputs.ndim != 2 or outputs.shape[1] < need):
             raise ShapeError(f"the model outputs shape {outputs.shape[1:]} per sample, but {data.name!r} has "
-                             f"class ids up to {need - 1}; pass a model with at least {need} outputs")
+                             f"class ids up to {need - 1} ({need} classes); pass a model with at least {need} outputs")
         return classification_metrics(outputs, data.y, kind)
     if data.task == "regression":
         return regression_metrics(outputs, data.y)
