@@ -20,7 +20,8 @@ class Dataset:
 
     Tabular and image data fill ``X`` (float32) and ``y`` (int64 class ids for classification,
     float32 for regression). Class ids are the data's own labels when those are non-negative
-    integers; other labels (strings) are held in ``classes`` and ``y`` indexes them (see ``labels``). Sentence-pair data (STS-B) fill ``pairs`` and ``scores``; unlabelled
+    integers; other labels (strings) are held in ``classes`` and ``y`` indexes them (see ``labels``).
+    Sentence-pair data (STS-B) fill ``pairs`` and ``scores``; unlabelled
     sentences fill ``texts``.
     """
 

@@ -89,7 +89,8 @@ def compare(
     if runs < 1 or warmup < 0:
         raise ConfigError(f"runs={runs} must be >= 1 and warmup={warmup} >= 0")
     data = _as_dataset(data)
-    with _modes_kept([*models.values(), reference]):  # measuring runs modules in eval mode; the caller's flags come back
+    # measuring runs modules in eval mode; the caller's train/eval flags come back afterwards
+    with _modes_kept([*models.values(), reference]):
         return _compare(models, data, batch_size, threads, warmup, runs, reference, quality, cost, progress)
 
 
