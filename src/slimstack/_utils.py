@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import shutil
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["seed_everything", "threads", "atomic_dir", "atomic_file"]
+__all__ = ["seed_everything", "kept_global_rng", "keeps_global_rng", "threads", "atomic_dir", "atomic_file"]
 
 
 def seed_everything(seed: int) -> None:
@@ -21,6 +22,35 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def kept_global_rng() -> Iterator[None]:
+    """Restore the global ``random``, numpy and torch generators on exit.
+
+    Library verbs seed the global generators (layer initialisation and dropout draw from them) for
+    determinism; this keeps that seeding from resetting the caller's own random stream.
+    """
+    import torch
+
+    py, np_state, torch_state = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(np_state)
+        torch.random.set_rng_state(torch_state)
+
+
+def keeps_global_rng(fn):
+    """Decorator form of :func:`kept_global_rng` for the public verbs."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with kept_global_rng():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ def test_macs_match_a_hand_count():
 
 
 def test_params_nonzero_and_size_as_saved(tmp_path):
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()  # measured (and sized) in eval mode
     with torch.no_grad():
         model[1].weight[:, :32] = 0
     m = ss.measure(model, ss.datasets.load("digits", split="test"), runs=2, warmup=0)

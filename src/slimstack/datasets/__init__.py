@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import DataError, unknown_name
 from ._builtin import BUILTIN, load_builtin
 from ._dataset import Dataset, Task
@@ -66,4 +68,10 @@ def load(
     idx = split_indices(full.y, split, seed=seed, test_size=test_size, val_size=val_size, stratify=stratify)
     if len(idx) == 0:
         raise DataError(f"split {split!r} of {path.name} is empty ({len(full)} rows); use split='all' or more data")
-    return dataclasses.replace(full.subset(idx), split=split)
+    out = dataclasses.replace(full.subset(idx), split=split)
+    if out.task == "classification" and split in ("train", "trainval") and len(np.unique(out.y)) < 2:
+        only = out.labels[0].item() if hasattr(out.labels[0], "item") else out.labels[0]
+        raise DataError(f"{path.name}: the {split} split's target {target or 'y'!r} holds the single class {only!r}; "
+                        "a classifier needs at least two classes to train. Pass data with more classes, or "
+                        "task='regression' if the target is a number")
+    return out

@@ -19,7 +19,9 @@ class Dataset:
     """Features and targets of one split.
 
     Tabular and image data fill ``X`` (float32) and ``y`` (int64 class ids for classification,
-    float32 for regression). Sentence-pair data (STS-B) fill ``pairs`` and ``scores``; unlabelled
+    float32 for regression). Class ids are the data's own labels when those are non-negative
+    integers; other labels (strings) are held in ``classes`` and ``y`` indexes them (see ``labels``).
+    Sentence-pair data (STS-B) fill ``pairs`` and ``scores``; unlabelled
     sentences fill ``texts``.
     """
 
@@ -63,6 +65,15 @@ class Dataset:
     @property
     def n_classes(self) -> int:
         return 0 if self.classes is None else len(self.classes)
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """The targets as the data holds them (``y`` is a code into ``classes`` for string labels)."""
+        if self.y is None or self.task != "classification":
+            return self.y
+        if self.meta.get("label_codes") and self.classes is not None:
+            return np.asarray(self.classes)[self.y]
+        return self.y
 
     @property
     def inputs(self) -> Any:

@@ -42,10 +42,12 @@ def load_file(path: str | Path, *, target: str | None, task: Task | None = None,
             f"Columns are: {', '.join(map(str, df.columns))}"
         )
     feats = df.drop(columns=[target])
-    non_numeric = [c for c in feats.columns if not np.issubdtype(feats[c].dtype, np.number)]
+    non_numeric = [str(c) for c in feats.columns if not pd.api.types.is_numeric_dtype(feats[c].dtype)]
     if non_numeric:
+        example = feats[non_numeric[0]].dropna()
         raise DataError(
-            f"{path.name}: feature columns {non_numeric} are not numeric; encode them as numbers first"
+            f"{path.name}: feature columns {non_numeric} are not numeric (e.g. {non_numeric[0]!r} holds "
+            f"{str(example.iloc[0])[:40]!r}); encode them as numbers first (one-hot or ordinal), or drop them"
         )
     X = feats.to_numpy(dtype=np.float32)
     return from_arrays(X, df[target].to_numpy(), name=path.stem, task=task, allow_nan=allow_nan,
@@ -83,12 +85,51 @@ def from_arrays(X, y, *, name: str = "arrays", task: Task | None = None, allow_n
             f"dataset {name!r}: NaN or Inf in the features (first at row {int(bad[0])}, column {col!r}); "
             "impute or drop those rows, or pass allow_nan=True for models that accept missing values"
         )
+    _check_target(y, name)
     if task is None:
-        task = "classification" if (y.dtype.kind in "iubOU" or (y.dtype.kind == "f" and np.all(y == np.round(y))
-                                                             and len(np.unique(y)) <= 50)) else "regression"
+        task = "classification" if (y.dtype.kind in "iubOUT" or (y.dtype.kind == "f" and np.all(y == np.round(y))
+                                                              and len(np.unique(y)) <= 50)) else "regression"
     if task == "classification":
-        classes, y_int = np.unique(y, return_inverse=True)
-        return Dataset(name=name, task=task, X=X, y=y_int.astype(np.int64), classes=np.arange(len(classes)),
-                       feature_names=feature_names, meta={"source": source, "target_names": [str(c) for c in classes]})
+        return _classification(X, y, name=name, feature_names=feature_names, source=source)
     return Dataset(name=name, task="regression", X=X, y=y.astype(np.float32), feature_names=feature_names,
                    meta={"source": source})
+
+
+def _check_target(y: np.ndarray, name: str) -> None:
+    if y.ndim != 1:
+        raise DataError(f"dataset {name!r}: the target must be one column, got shape {y.shape}")
+    missing = _missing(y)
+    if missing.any():
+        raise DataError(
+            f"dataset {name!r}: the target has {int(missing.sum())} missing value(s) (first at row "
+            f"{int(np.argmax(missing))}); drop those rows or fill them in, a target cannot be guessed"
+        )
+
+
+def _missing(y: np.ndarray) -> np.ndarray:
+    if y.dtype.kind == "f":
+        return ~np.isfinite(y)
+    if y.dtype.kind == "O":
+        return np.array([v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y], dtype=bool)
+    return np.zeros(len(y), dtype=bool)
+
+
+def _classification(X: np.ndarray, y: np.ndarray, *, name: str, feature_names, source: str) -> Dataset:
+    """Keep the file's own labels: non-negative integers stay as they are (a model's output column j is
+    class j); other labels (strings, negative numbers) become codes into ``classes``, which holds them."""
+    if y.dtype.kind == "O":
+        kinds = {type(v) for v in y}
+        if len(kinds) > 1:
+            y = y.astype(str)
+    integral = y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.all(y == np.round(y)))
+    if integral and (len(y) == 0 or y.min() >= 0):
+        labels = y.astype(np.int64)
+        return Dataset(name=name, task="classification", X=X, y=labels, classes=np.unique(labels),
+                       feature_names=feature_names, meta={"source": source,
+                                                          "target_names": [str(c) for c in np.unique(labels)]})
+    classes, codes = np.unique(y, return_inverse=True)
+    if integral:
+        classes = classes.astype(np.int64)
+    return Dataset(name=name, task="classification", X=X, y=codes.astype(np.int64), classes=classes,
+                   feature_names=feature_names,
+                   meta={"source": source, "target_names": [str(c) for c in classes], "label_codes": True})

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFileError, UnsafeFileError
-from ._registry import register_format
+from ._registry import PICKLE_SUFFIXES, member, register_format
+from ._skops import load_skops
 
 __all__ = ["SentenceEncoderFormat", "SklearnFormat", "OnnxFormat", "OnnxModel"]
 
@@ -35,34 +36,33 @@ class SentenceEncoderFormat:
         from ..zoo._encoder import load_hf_encoder
 
         if spec.get("hf_dir"):
-            return load_hf_encoder(directory)
+            return _load_hf_dir(directory, trusted)
         kw = {k: spec[k] for k in ("max_length", "pooling", "normalize") if k in spec}
         try:
-            return load_hf_encoder(directory / spec.get("encoder", "encoder"), **kw)
+            return load_hf_encoder(member(directory, spec.get("encoder", "encoder"), "encoder"), **kw)
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"cannot load the encoder in {str(directory)!r}: {exc}") from exc
 
 
-# Types skops may rebuild without trusted=True: scikit-learn, numpy and scipy objects.
-_SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "slimstack.")
+def _load_hf_dir(directory: Path, trusted: bool) -> Any:
+    """A Hugging Face folder: safetensors weights, or pickled ``pytorch_model.bin`` only if trusted."""
+    from ..zoo._encoder import load_hf_encoder
 
-
-def _skops_load(file: Path, trusted: bool) -> Any:
-    import skops.io as sio
-
-    if not file.exists():
-        raise ModelFileError(f"{str(file)!r} is missing; save the model again")
-    try:
-        untrusted = sio.get_untrusted_types(file=str(file))
-    except Exception as exc:
-        raise ModelFileError(f"{str(file)!r} is not a readable skops file ({exc}); save the model again") from exc
-    unsafe = [t for t in untrusted if not t.startswith(_SAFE_PREFIXES)]
-    if unsafe and not trusted:
+    safe = sorted(p.name for p in directory.glob("*.safetensors"))
+    pickled = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if not safe and not pickled:
+        raise ModelFileError(f"{str(directory)!r} holds a config.json but no weights (*.safetensors); "
+                             "save the model with save_pretrained(..., safe_serialization=True)")
+    if not safe and not trusted:
         raise UnsafeFileError(
-            f"{file.name} holds types outside scikit-learn/numpy/scipy ({', '.join(unsafe[:5])}); "
-            "pass trusted=True only if you trust its source"
+            f"{str(directory)!r} holds its weights only as {', '.join(pickled)}, a pickle-based format whose "
+            "loading can run arbitrary code; convert it to safetensors (save_pretrained(..., "
+            "safe_serialization=True)), or pass trusted=True (CLI: --trusted) only if you trust its source"
         )
-    return sio.load(str(file), trusted=untrusted)
+    try:
+        return load_hf_encoder(directory, use_safetensors=bool(safe))
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"cannot load the Hugging Face model in {str(directory)!r}: {str(exc)[:300]}") from exc
 
 
 @register_format("sklearn")
@@ -83,11 +83,11 @@ class SklearnFormat:
 
     @staticmethod
     def load(directory: Path, spec: dict[str, Any], trusted: bool) -> Any:
-        return _skops_load(directory / spec.get("file", "model.skops"), trusted)
+        return load_skops(member(directory, spec.get("file", "model.skops")), trusted)
 
     @staticmethod
     def load_file(path: Path, trusted: bool) -> Any:
-        return _skops_load(path, trusted)
+        return load_skops(path, trusted)
 
 
 class OnnxModel:
@@ -166,7 +166,7 @@ class OnnxFormat:
 
     @staticmethod
     def load(directory: Path, spec: dict[str, Any], trusted: bool) -> OnnxModel:
-        return _onnx_load(directory / spec.get("file", "model.onnx"))
+        return _onnx_load(member(directory, spec.get("file", "model.onnx")))
 
     @staticmethod
     def load_file(path: Path, trusted: bool) -> OnnxModel:

@@ -8,21 +8,28 @@ Loading never unpickles unless ``trusted=True``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from .._utils import atomic_dir
 from ..errors import ModelError, ModelFileError, UnsafeFileError, unknown_name
+from ._replace import check_target, recover, replace_dir, written_files
 
-__all__ = ["Format", "register_format", "formats", "save", "load", "MANIFEST", "PICKLE_SUFFIXES"]
+__all__ = ["Format", "register_format", "formats", "save", "load", "member", "MANIFEST", "PICKLE_SUFFIXES", "PATH_KEYS"]
 
 MANIFEST = "slimstack.json"
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin", ".ckpt")
+# Spec keys whose values name files or folders of the saved model; each must stay inside its folder.
+PATH_KEYS = frozenset({"file", "encoder", "tokenizer", "weights", "path", "dir", "folder"})
 
 
 class Format(Protocol):
+    """A save/load format. ``save`` returns the JSON spec; it names its files under :data:`PATH_KEYS`
+    keys (relative to the folder), which :func:`load` checks stay inside the folder."""
+
     priority: int
 
     @staticmethod
@@ -63,20 +70,25 @@ def save(model: Any, path: str | Path) -> Path:
 
     PyTorch modules go to safetensors plus a JSON description that rebuilds them; Hugging Face
     encoders to ``save_pretrained`` safetensors; scikit-learn models to skops; ONNX models to
-    ``.onnx``. The directory is written under a temporary name and renamed when complete, so an
-    interrupted save never leaves a half-written model.
+    ``.onnx``. The directory is written under a temporary name and swapped in when complete, so an
+    interrupted save never leaves a half-written model, and ``path`` always holds the old model or the
+    new one. An existing ``path`` is replaced only if ss.save wrote it (its ``slimstack.json`` lists
+    every file in it) or it is an empty folder: a file, a folder of yours, or a saved folder you added
+    files to is refused with :class:`~slimstack.ModelFileError`. Folders are created ``0700``.
 
     Examples
     --------
     >>> ss.save(model, "out/cnn")      # doctest: +SKIP
     >>> model = ss.load("out/cnn")     # doctest: +SKIP
     """
+    target = Path(os.path.abspath(path))
     for fmt in _ordered():
         if fmt.can_save(model):
-            with atomic_dir(path) as tmp:
+            check_target(target, MANIFEST)
+            with replace_dir(target) as tmp:
                 spec = fmt.save(model, tmp)
                 manifest = {"format": fmt.name, "format_version": FORMAT_VERSION, "slimstack_version": _version(),
-                            "spec": spec}
+                            "spec": spec, "files": written_files(tmp)}
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
             return Path(path)
     raise ModelError(
@@ -94,22 +106,21 @@ def load(path: str | Path, *, trusted: bool = False) -> Any:
     """
     path = Path(path)
     if not path.exists():
+        with contextlib.suppress(OSError):
+            recover(Path(os.path.abspath(path)))  # a save killed between its two fallback renames
+    if not path.exists():
         raise ModelFileError(f"model path {str(path)!r} does not exist; pass a directory written by ss.save, "
                              "an .onnx file or a .skops file")
     if path.is_dir():
-        manifest_path = path / MANIFEST
-        if not manifest_path.exists():
-            if (path / "config.json").exists():  # a Hugging Face model directory
-                return _FORMATS["sentence_encoder"].load(path, {"hf_dir": True}, trusted)
+        root = path.resolve()
+        _check_links(root)
+        if not (root / MANIFEST).is_file():
+            if (root / "config.json").is_file():  # a Hugging Face model directory
+                return _FORMATS["sentence_encoder"].load(root, {"hf_dir": True}, trusted)
             raise ModelFileError(f"{str(path)!r} holds no {MANIFEST}; it was not written by ss.save")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            name, spec = manifest["format"], manifest["spec"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ModelFileError(f"{str(manifest_path)!r} is corrupt ({exc}); save the model again") from exc
-        if name not in _FORMATS:
-            raise unknown_name("model format", name, _FORMATS, fix="Is this slimstack older than the one that saved it?")
-        return _FORMATS[name].load(path, spec, trusted)
+        name, spec = _read_manifest(root / MANIFEST)
+        _check_spec_paths(root, spec)
+        return _FORMATS[name].load(root, spec, trusted)
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         if not trusted:
@@ -123,6 +134,60 @@ def load(path: str | Path, *, trusted: bool = False) -> Any:
         if loader is not None and suffix in getattr(fmt, "suffixes", ()):
             return loader(path, trusted)
     raise ModelFileError(f"cannot load {path.name!r}: pass a directory written by ss.save, an .onnx or a .skops file")
+
+
+def _read_manifest(file: Path) -> tuple[str, dict[str, Any]]:
+    """The format name and spec of a manifest; any damage is one ModelFileError naming the file."""
+    fix = "save the model again with ss.save"
+    try:
+        manifest = json.loads(file.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, OSError) as exc:
+        raise ModelFileError(f"{str(file)!r} is corrupt: not a JSON manifest ({type(exc).__name__}: {str(exc)[:120]}); "
+                             f"{fix}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("format"), str) \
+            or not isinstance(manifest.get("spec"), dict):
+        raise ModelFileError(f"{str(file)!r} is corrupt: it needs a 'format' name and a 'spec' object; {fix}")
+    name = manifest["format"]
+    if name not in _FORMATS:
+        raise unknown_name("model format", name, _FORMATS, fix="Is this slimstack older than the one that saved it?")
+    return name, manifest["spec"]
+
+
+def member(directory: Path, name: Any, what: str = "file") -> Path:
+    """``directory / name``, refusing absolute names, ``..`` and symlinks that leave ``directory``."""
+    root = Path(directory).resolve()
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ModelFileError(f"the saved model in {str(root)!r} names its {what} {name!r}, which is not a "
+                             "relative path inside the folder; slimstack loads only files inside a saved "
+                             "model's folder. Save the model again with ss.save")
+    target = (root / name).resolve()
+    if not target.is_relative_to(root):
+        raise ModelFileError(f"{what} {name!r} in {str(root)!r} leads to {str(target)!r}, outside the folder "
+                             "(a symlink); slimstack loads only files inside a saved model's folder. "
+                             "Copy the file into the folder instead of linking it")
+    return target
+
+
+def _check_spec_paths(root: Path, spec: Any, key: str = "") -> None:
+    if isinstance(spec, dict):
+        for k, v in spec.items():
+            _check_spec_paths(root, v, str(k))
+    elif isinstance(spec, list):
+        for v in spec:
+            _check_spec_paths(root, v, key)
+    elif key in PATH_KEYS and isinstance(spec, str):
+        member(root, spec, what=key)
+
+
+def _check_links(root: Path) -> None:
+    """Refuse a folder holding a symlink that leads outside it (loaders read files they are not named)."""
+    for parent, dirs, files in os.walk(root):
+        for entry in dirs + files:
+            p = Path(parent) / entry
+            if p.is_symlink() and not p.resolve().is_relative_to(root):
+                raise ModelFileError(f"{str(p)!r} is a symlink to {str(p.resolve())!r}, outside the model folder "
+                                     f"{str(root)!r}; slimstack loads only files inside a saved model's folder. "
+                                     "Copy the file into the folder instead of linking it")
 
 
 def _load_pickle(path: Path) -> Any:

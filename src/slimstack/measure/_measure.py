@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 from ..datasets import Dataset
 from ..errors import ConfigError, DataError, ShapeError
 from ._adapters import ModelAdapter, adapt
+from ._labels import class_index, model_classes, unknown_classes
 from ._metrics import PRIMARY_METRIC, classification_metrics, cosine_fidelity, regression_metrics, sts_metrics
 from ._results import Comparison, Measurement
 
@@ -87,6 +89,24 @@ def compare(
     if runs < 1 or warmup < 0:
         raise ConfigError(f"runs={runs} must be >= 1 and warmup={warmup} >= 0")
     data = _as_dataset(data)
+    # measuring runs modules in eval mode; the caller's train/eval flags come back afterwards
+    with _modes_kept([*models.values(), reference]):
+        return _compare(models, data, batch_size, threads, warmup, runs, reference, quality, cost, progress)
+
+
+@contextlib.contextmanager
+def _modes_kept(models):
+    modules = [m for m in models if hasattr(m, "modules") and hasattr(m, "train")]
+    flags = [[(sub, sub.training) for sub in m.modules()] for m in modules]
+    try:
+        yield
+    finally:
+        for pairs in flags:
+            for sub, was in pairs:
+                sub.training = was
+
+
+def _compare(models, data, batch_size, threads, warmup, runs, reference, quality, cost, progress) -> Comparison:
     adapters = {n: adapt(m) for n, m in models.items()}
     inputs_all = _inputs(data, adapters)
     ref_out = None
@@ -106,6 +126,12 @@ def compare(
         if quality:
             outputs = _outputs(a, inputs_all, batch_size, threads)
             metrics = _quality(a, outputs, data)
+            unknown = unknown_classes(a, data)
+            if unknown:
+                notes.append(f"model {n!r} does not know class(es) {', '.join(map(repr, unknown[:10]))} of "
+                             f"{data.name!r} (its classes: {', '.join(map(repr, model_classes(a).tolist()[:10]))}); "
+                             "those rows count as wrong")
+                warnings.warn(notes[-1], UserWarning, stacklevel=3)
             if ref_out is not None:
                 metrics["cosine_fidelity"] = cosine_fidelity(outputs, ref_out)
         metric = PRIMARY_METRIC.get(data.task, "accuracy")
@@ -238,9 +264,19 @@ def _outputs(adapter: ModelAdapter, inputs: Any, batch_size: int, threads: int |
 def _quality(adapter: ModelAdapter, outputs: np.ndarray, data: Dataset) -> dict[str, float]:
     if data.task == "classification":
         kind = {"logits": "logits", "proba": "proba"}.get(adapter.output, "label")
-        if kind != "label" and (outputs.ndim != 2 or outputs.shape[1] < data.n_classes):
+        classes = model_classes(adapter)
+        if classes is not None:  # columns (or predicted labels) are the model's classes_: match by label
+            y = class_index(classes, data.labels)
+            if kind == "label":
+                outputs = class_index(classes, np.asarray(outputs).ravel(), missing=-2)
+            elif outputs.ndim != 2 or outputs.shape[1] != len(classes):
+                raise ShapeError(f"the model outputs shape {outputs.shape[1:]} per sample for its {len(classes)} "
+                                 "classes_; pass a classifier whose predict_proba has one column per class")
+            return classification_metrics(outputs, y, kind)
+        need = int(np.max(data.y)) + 1 if len(data.y) else 0
+        if kind != "label" and (outputs.ndim != 2 or outputs.shape[1] < need):
             raise ShapeError(f"the model outputs shape {outputs.shape[1:]} per sample, but {data.name!r} has "
-                             f"{data.n_classes} classes; pass a model with {data.n_classes} outputs")
+                             f"class ids up to {need - 1} ({need} classes); pass a model with at least {need} outputs")
         return classification_metrics(outputs, data.y, kind)
     if data.task == "regression":
         return regression_metrics(outputs, data.y)

@@ -37,7 +37,7 @@ def classification_metrics(out: np.ndarray, y: np.ndarray, kind: str, n_classes:
         "accuracy": float((pred == y).mean()),
         "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
     }
-    if proba is not None:
+    if proba is not None and (y >= 0).all():  # no log loss for rows of classes the model does not know
         labels = np.arange(proba.shape[1])
         metrics["log_loss"] = float(log_loss(y, np.clip(proba, 1e-15, 1), labels=labels))
     return metrics

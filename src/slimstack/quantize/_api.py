@@ -15,6 +15,7 @@ import numpy as np
 from torch import nn
 
 from .._config import Registry
+from .._utils import keeps_global_rng
 from ..datasets import Dataset
 from ..errors import ConfigError, DataError, ModelError
 from ._configs import QAT, DynamicInt8, QuantConfig, StaticInt8, WeightOnly
@@ -30,6 +31,7 @@ _HANDLERS = Registry("quantize")
 _LOWER_IS_BETTER = ("mse", "rmse", "mae", "log_loss")
 
 
+@keeps_global_rng
 def quantize(model: nn.Module, config: QuantConfig, *, calibration: Any = None, data: Dataset | None = None,
              tolerance: float | None = None, example_inputs: Any = None, threads: int = 2,
              seed: int = 0) -> QuantResult:
@@ -71,14 +73,14 @@ def quantize(model: nn.Module, config: QuantConfig, *, calibration: Any = None, 
     if data is not None and not isinstance(data, Dataset):
         raise DataError(f"data must be a labelled slimstack Dataset, got {type(data).__name__}; "
                         "wrap arrays with ss.datasets.from_arrays(X, y)")
+    work = copy.deepcopy(model).eval()  # before anything runs it: a forward in train mode moves BatchNorm
     calib = None
     if calibration is not None:
         limit = getattr(config, "calibration_size", 512)
-        calib = as_inputs(calibration, model, what="calibration", limit=limit)
-        check_runs(model, calib, "calibration")
+        calib = as_inputs(calibration, work, what="calibration", limit=limit)
+        check_runs(work, calib, "calibration")
     if data is not None:
-        check_runs(model, as_inputs(data, model, what="data", limit=4), "data")
-    work = copy.deepcopy(model).eval()
+        check_runs(work, as_inputs(data, work, what="data", limit=4), "data")
     ctx = _Context(model=work, config=config, calibration=calib, data=data, tolerance=tolerance,
                    example=example_inputs, threads=threads, seed=seed)
     return handler(ctx)

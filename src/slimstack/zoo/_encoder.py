@@ -100,7 +100,7 @@ def minilm(max_length: int = 128, path: str | Path | None = None) -> SentenceEnc
     return load_hf_encoder(path or minilm_path(), max_length=max_length)
 
 
-def load_hf_encoder(path: str | Path, **kw: Any) -> SentenceEncoder:
+def load_hf_encoder(path: str | Path, *, use_safetensors: bool = True, **kw: Any) -> SentenceEncoder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from transformers import AutoModel, AutoTokenizer
@@ -112,7 +112,7 @@ def load_hf_encoder(path: str | Path, **kw: Any) -> SentenceEncoder:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model = AutoModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
+    model = AutoModel.from_pretrained(str(path), local_files_only=True, use_safetensors=use_safetensors,
                                       attn_implementation="sdpa")
     model.eval()
     return SentenceEncoder(model, tok, **kw).eval()

@@ -8,13 +8,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._utils import seed_everything
+from .._utils import keeps_global_rng, seed_everything
 from ..datasets import Dataset
 from ..errors import DataError
 
 __all__ = ["train"]
 
 
+@keeps_global_rng
 def train(
     model: nn.Module,
     data: Dataset,
@@ -49,6 +50,10 @@ def train(
         for start in range(0, len(X), batch_size):
             idx = order[start : start + batch_size]
             out = model(X[idx])
+            if classify and out.ndim == 2 and int(y.max()) >= out.shape[1]:
+                raise DataError(f"{data.name!r} has class id {int(y.max())}, but the model has {out.shape[1]} "
+                                f"outputs (ids 0..{out.shape[1] - 1}); class ids are the data's own integer labels, "
+                                f"so give the model {int(y.max()) + 1} outputs or relabel the data from 0")
             loss = loss_fn(out.squeeze(-1) if not classify else out, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
