@@ -91,7 +91,7 @@ def _load(spec: dict[str, Any], current: Any, ctx: Any) -> Any:
 
 
 def run_merge(model: Any, parsed: dict[str, Any], ctx: Any) -> tuple[Any, dict[str, Any]]:
-    from .. import merge
+    from ..merge import merge
     from ._steps import plain
 
     models = [_load(s, model, ctx) for s in parsed["models"].values()]
