@@ -93,11 +93,24 @@ NAN = float("nan")
                        "params": {"weights": [NAN, 1.0]}}}, r"weights=\[nan, 1.0\] has negative or non-finite"),
         ({"ensemble": {"members": {"m": "current", "nb": {"estimator": "GaussianNB"}},
                        "params": {"weights": [1.0, 2.0, 3.0]}}}, r"weights has 3 values but there are 2 members"),
+        ({"distill": {"teacher": "biggest"}}, r"teacher='biggest' is not allowed; use 'original' or 'current'"),
+        ({"distill": {"student": {"shrnk": {"layers": 2}}}}, r"student must be 'current' or \{shrink"),
     ],
 )
 def test_validate_rejects_what_run_would_reject(step, match):
     with pytest.raises(ss.ConfigError, match=match):
         validate_recipe(_with_step(step))
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"model": {"path": "/no/such/model"}}, r"model.path '/no/such/model' does not exist"),
+    ({"data": {"name": "no_such.csv", "target": "y"}}, r"data.name 'no_such.csv' is neither a built-in"),
+    ({"data": {"name": "irsi"}}, r"data.name 'irsi' is neither a built-in.*Did you mean 'iris'"),
+])
+def test_validate_checks_the_files_run_would_open(change, match):
+    recipe = {**_with_step({"quantize": {"method": "DynamicInt8"}}), **change}
+    with pytest.raises(ss.ConfigError, match=match):
+        validate_recipe(recipe)
 
 
 def test_validate_still_passes_good_values():

@@ -153,6 +153,7 @@ def _run(recipe: Recipe, od: OutDir, console: Console) -> dict[str, Any]:
         else:
             for stale in [s for s in state["steps"] if s["index"] >= i]:  # this step and later ones change
                 od.remove(stale["artifact"])
+            od.remove(rel)  # ours from a run killed between saving it and recording it
             state["steps"] = [s for s in state["steps"] if s["index"] < i]
             od.save_state()
             console.print(f"step {i} {kind} ({(fields or {}).get('method', '')}) ...")
@@ -183,7 +184,17 @@ def _run(recipe: Recipe, od: OutDir, console: Console) -> dict[str, Any]:
 
 
 def validate_recipe(source: Any) -> Recipe:
+    """Load a recipe strictly and check what ``run`` would check before its first step: the files it names exist."""
     recipe = load_recipe(source)
     if not recipe.steps and recipe.search is None:
         raise ConfigError("the recipe has no steps; add e.g. `steps: [{quantize: {method: DynamicInt8}}]`")
+    if recipe.model.path is not None and not Path(recipe.model.path).exists():
+        raise ConfigError(f"model.path {recipe.model.path!r} does not exist; name a folder written by ss.save, a "
+                          "Hugging Face directory, an .onnx or a .skops file (relative to the recipe's folder)")
+    if recipe.data.name not in datasets.BUILTIN and not Path(recipe.data.name).exists():
+        from ..errors import close_matches
+
+        raise ConfigError(f"data.name {recipe.data.name!r} is neither a built-in data set ("
+                          f"{', '.join(sorted(datasets.BUILTIN))}) nor an existing file (relative to the recipe's "
+                          f"folder).{close_matches(recipe.data.name, datasets.BUILTIN)}")
     return recipe

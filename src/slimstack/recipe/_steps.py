@@ -53,11 +53,23 @@ def parse_step(kind: str, fields: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         raise ConfigError(f"unknown method {method!r}; allowed for {kind}: {', '.join(allowed) or '(none installed)'}."
                           f"{close_matches(method, allowed)}")
     extra = {k: fields.pop(k) for k in _VERB_KEYS.get(kind, ()) if k in fields}
+    if kind == "distill":
+        _check_distill(extra)
     if "tolerance" in extra:
         tol = extra["tolerance"]
         if isinstance(tol, bool) or not isinstance(tol, int | float) or not (math.isfinite(tol) and 0 < tol < 1):
             raise ConfigError(f"tolerance={tol!r} must be a relative quality loss in (0, 1), e.g. 0.01 for 1%")
     return config_from_dict({"type": method, "data": fields}), extra
+
+
+def _check_distill(extra: dict[str, Any]) -> None:
+    teacher, student = extra.get("teacher", "original"), extra.get("student", "current")
+    if teacher not in ("original", "current"):
+        raise ConfigError(f"teacher={teacher!r} is not allowed; use 'original' or 'current'")
+    ok = student == "current" or (isinstance(student, dict) and set(student) == {"shrink"}
+                                  and isinstance(student["shrink"] or {}, dict))
+    if not ok:
+        raise ConfigError(f"student must be 'current' or {{shrink: {{layers: N | width: F}}}}, got {student!r}")
 
 
 def _run_prune(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
@@ -74,6 +86,8 @@ def _run_quantize(model: Any, config: Any, extra: dict[str, Any], ctx: StepConte
     if isinstance(config, QAT):
         return _run_qat(model, config, extra, ctx)
     kw: dict[str, Any] = {"calibration": ctx.train, "data": ctx.val, "threads": ctx.threads}
+    if kind == "distill":
+        _check_distill(extra)
     if "tolerance" in extra:
         kw["tolerance"] = extra["tolerance"]
     q = quantize(model, config, **kw)
