@@ -145,6 +145,7 @@ def test_rerun_overwrites_only_its_own_files_and_force_replaces_strangers(done, 
     out = tmp_path / "out"
     shutil.copytree(done / "out", out)
     (out / "notes.txt").write_text("mine")
+    (out / "artifacts" / ".02-cascade.tmp-123-abcd").mkdir()  # what a save killed half-way leaves
     recipe = _recipe(tmp_path)
     assert main(["run", str(recipe), "-o", str(out)]) == 0  # a rerun replaces its own report
     assert "done in a previous run" in capsys.readouterr().out

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,12 @@ def _mkdir_private(path: Path) -> None:
             raise
         return
     os.chmod(path, 0o700)
+
+
+def _leftover(name: str) -> bool:
+    """A temporary folder ``ss.save`` leaves beside one of our artifacts when killed (``.01-prune.tmp-*``);
+    the next save of that artifact cleans it, so it is neither a stranger nor ours to delete."""
+    return re.match(r"^\.\d{2}-[a-z]+\.(tmp|old)-", name) is not None
 
 
 class OutDir:
@@ -131,7 +138,7 @@ class OutDir:
         candidates = [*_REPORTS, *(("best", "best.json", "study.db") if self.command == "optimize" else ())]
         art = self.out / "artifacts"
         if art.is_dir():
-            candidates += [f"artifacts/{p.name}" for p in sorted(art.iterdir())]
+            candidates += [f"artifacts/{p.name}" for p in sorted(art.iterdir()) if not _leftover(p.name)]
         for rel in candidates:
             if os.path.lexists(self.out / rel) and not self.owns(rel):
                 raise ConfigError(
