@@ -159,3 +159,18 @@ def test_rerun_overwrites_only_its_own_files_and_force_replaces_strangers(done, 
     assert "<svg" in (out / "report.html").read_text()
     assert (out / "notes.txt").read_text() == "mine"  # never touched, even with --force
     assert "report.html" in json.loads((out / "state.json").read_text())["written"]
+
+
+def test_a_run_leaves_the_callers_random_streams_alone(done, tmp_path):
+    import random
+    import shutil
+
+    import numpy as np
+    import torch
+
+    shutil.copytree(done / "out", tmp_path / "out")
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    expected = random.random(), np.random.rand(), torch.rand(1).item()
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    run_recipe(_recipe(tmp_path), tmp_path / "out")  # seeds the globals for its own determinism
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected

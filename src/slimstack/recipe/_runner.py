@@ -8,9 +8,11 @@ every step after it run again. A killed run leaves no half-written artifact.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +128,26 @@ def run_recipe(source: Any, out: str | Path, console: Console | None = None, *, 
     """
     console = console or Console()
     recipe = source if isinstance(source, Recipe) else load_recipe(source)
-    with OutDir(out, force=force, command="run") as od:
+    with OutDir(out, force=force, command="run") as od, _kept_global_rng():
         od.drop_reports()
         return _run(recipe, od, console)
+
+
+@contextlib.contextmanager
+def _kept_global_rng() -> Iterator[None]:
+    """The run seeds the global generators for determinism; the caller's own streams come back after it."""
+    import random
+
+    import numpy as np
+    import torch
+
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
 
 
 def _run(recipe: Recipe, od: OutDir, console: Console) -> dict[str, Any]:
