@@ -74,3 +74,25 @@ def test_demo_runs_every_example_and_prints_what_each_step_bought(tmp_path):
     assert digits[-1]["size_ratio"] < 0.5 and digits[-1]["speedup"] > 1.0
     html = (tmp_path / "report.html").read_text()
     assert html.count("<section>") == 3
+
+
+@pytest.mark.parametrize(
+    "setup, argv, match",
+    [
+        (lambda d: (d / "r.yaml").write_bytes("name: t\n".encode("utf-16")),
+         ["run", "{d}/r.yaml", "-o", "{d}/o"], r"UTF-16/UTF-32 encoded; save it as UTF-8"),
+        (lambda d: ((d / "r.yaml").write_text("name: t\nmodel: {estimator: GaussianNB}\ndata: {name: iris}\n"
+                                              "steps: [{quantize: {method: DynamicInt8}}]\n"),
+                    (d / "o").mkdir(), (d / "o" / "state.json").write_text("{")),
+         ["run", "{d}/r.yaml", "-o", "{d}/o"], r"state.json' is not a state file"),
+    ],
+)
+def test_recipe_errors_exit_2_in_one_line_from_a_real_process(tmp_path, setup, argv, match):
+    import re
+
+    setup(tmp_path)
+    argv = [a.replace("{d}", str(tmp_path)) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "slimstack.cli", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert re.search(match, proc.stderr), proc.stderr

@@ -49,12 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a recipe: artifacts, report.json and report.html in OUT")
     r.add_argument("recipe", help="a YAML recipe")
     r.add_argument("-o", "--out", required=True, help="output folder (re-running resumes after the last finished step)")
+    r.add_argument("--force", action="store_true",
+                   help="overwrite files at slimstack's output paths in OUT that slimstack did not write")
 
     o = sub.add_parser("optimize", help="accuracy-aware search over the recipe's search space (resumable)")
     o.add_argument("recipe", help="a YAML recipe with a search: section")
     o.add_argument("-o", "--out", required=True, help="output folder (the study is stored there unless --storage)")
     o.add_argument("--storage", default=None, help="an Optuna storage URL to share one study between machines")
     o.add_argument("--trials", type=int, default=None, help="total finished trials wanted (default: the recipe's)")
+    o.add_argument("--force", action="store_true",
+                   help="overwrite files at slimstack's output paths in OUT that slimstack did not write")
     return p
 
 
@@ -77,14 +81,15 @@ def _console():
 def _cmd_run(args: argparse.Namespace) -> int:
     from .recipe import run_recipe, validate_recipe
 
-    run_recipe(validate_recipe(args.recipe), args.out, console=_console())
+    run_recipe(validate_recipe(args.recipe), args.out, console=_console(), force=args.force)
     return 0
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from .recipe import load_recipe, optimize_recipe
 
-    optimize_recipe(load_recipe(args.recipe), args.out, storage=args.storage, trials=args.trials, console=_console())
+    optimize_recipe(load_recipe(args.recipe), args.out, storage=args.storage, trials=args.trials, console=_console(),
+                    force=args.force)
     return 0
 
 

@@ -1,7 +1,9 @@
 """Recipe steps that combine models: ensemble, cascade and merge.
 
-Members are named scikit-learn estimators from an allow-list (no import paths in recipes), or
-``current``: the model the previous steps produced, used prefit and frozen.
+Ensemble and cascade members are named scikit-learn estimators from an allow-list (no import
+paths in recipes), or ``current``: the model the previous steps produced, used prefit and frozen.
+Merge models are ``current``, ``original`` or saved models (``{path: FOLDER}``) of one architecture,
+merged in weight space by :func:`slimstack.merge`.
 """
 
 from __future__ import annotations
@@ -65,20 +67,44 @@ def parse_combine(kind: str, fields: dict[str, Any]) -> tuple[dict[str, Any], di
     if method not in _METHODS[kind]:
         raise ConfigError(f"unknown method {method!r}; allowed for {kind}: {', '.join(_METHODS[kind])}."
                           f"{close_matches(method, _METHODS[kind])}")
+    if kind == "merge":
+        from ._merge_step import parse_merge
+
+        return parse_merge(method, fields), {}
     key = "stages" if kind == "cascade" else "members"
     raw = fields.pop(key, None)
-    if kind != "merge":
-        if not raw or not isinstance(raw, dict):
-            raise ConfigError(f"missing key {key!r}: a mapping of name -> {{estimator: NAME}} or 'current'")
-        members = [_member(n, s) for n, s in raw.items()]
-    else:
-        members = []
+    if not raw or not isinstance(raw, dict):
+        raise ConfigError(f"missing key {key!r}: a mapping of name -> {{estimator: NAME}} or 'current'")
+    members = [_member(n, s) for n, s in raw.items()]
     params = fields.pop("params", {}) or {}
     if fields:
         allowed = ["method", key, "params"]
         k = sorted(fields)[0]
         raise ConfigError(f"unknown key {k!r}; allowed: {', '.join(allowed)}.{close_matches(k, allowed)}")
+    if not isinstance(params, dict):
+        raise ConfigError(f"params must be a mapping of {method} arguments, got {params!r}")
+    _check_params(method, members, params)
     return {"method": method, "members": members, "params": params}, {}
+
+
+def _check_params(method: str, members: list[dict[str, Any]], params: dict[str, Any]) -> None:
+    """Run the estimator's own parameter checks now, so ``validate`` rejects what ``fit`` would."""
+    from .. import ensemble
+
+    cls = getattr(ensemble, method)
+    try:
+        est = cls([(m["name"], None) for m in members], **params)
+    except TypeError as exc:
+        raise ConfigError(f"params: {method} does not take these ({exc})") from None
+    checks = [getattr(est, n) for n in ("_validate_params", "_check_weights") if hasattr(est, n)]
+    try:
+        for check in checks:
+            if check.__module__.startswith("slimstack"):  # not scikit-learn's own _validate_params
+                check(len(members)) if check.__name__ == "_check_weights" else check()
+    except ConfigError as exc:
+        raise ConfigError(f"params: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"params: {method} cannot use {params!r} ({exc})") from None
 
 
 def _build(member: dict[str, Any], current: Any, example: Any) -> Any:
@@ -102,8 +128,9 @@ def run_combine(kind: str, model: Any, config: dict[str, Any], extra: dict[str, 
     from .. import ensemble
 
     if kind == "merge":
-        raise ConfigError("a merge step needs several models of one architecture; call ss.merge from Python "
-                          "(recipes support prune, distill, quantize, ensemble and cascade)")
+        from ._merge_step import run_merge
+
+        return run_merge(model, config, ctx)
     train, val = ctx.train, ctx.val
     X, y = train.X.reshape(len(train.X), -1), train.y
     members = [(m["name"], _build(m, model, ctx.example_inputs)) for m in config["members"]]

@@ -18,6 +18,7 @@ from rich.console import Console
 from .. import io
 from .._utils import atomic_file
 from ..errors import ConfigError
+from ._outdir import OutDir
 from ._runner import prepare
 from ._schema import Recipe, SearchSpec, load_recipe
 from ._steps import plain, run_step
@@ -80,8 +81,23 @@ def _stale_to_failed(study: Any) -> int:
 
 
 def optimize_recipe(source: Any, out: str | Path, *, storage: str | None = None, trials: int | None = None,
-                    console: Console | None = None) -> dict[str, Any]:
-    """Search the recipe's ``search.space``; return the report (also written to OUT)."""
+                    console: Console | None = None, force: bool = False) -> dict[str, Any]:
+    """Search the recipe's ``search.space``; return the report (also written to OUT).
+
+    OUT is locked for the search and only slimstack's own files there are overwritten (see
+    :class:`~slimstack.recipe._outdir.OutDir`; ``force`` lets it replace others at its paths).
+    """
+    recipe = source if isinstance(source, Recipe) else load_recipe(source)
+    if not (recipe.search or SearchSpec()).space:
+        raise ConfigError("the recipe has no search.space; add e.g. `search: {space: {prune.ratio: {low: 0.1, "
+                          "high: 0.7}}}`")
+    with OutDir(out, force=force, command="optimize") as od:
+        od.drop_reports()
+        return _optimize(recipe, od, storage=storage, trials=trials, console=console)
+
+
+def _optimize(recipe: Recipe, od: OutDir, *, storage: str | None, trials: int | None,
+              console: Console | None) -> dict[str, Any]:
     import optuna
     from optuna.trial import TrialState
 
@@ -89,15 +105,10 @@ def optimize_recipe(source: Any, out: str | Path, *, storage: str | None = None,
     from ..report import write_report
 
     console = console or Console()
-    recipe = source if isinstance(source, Recipe) else load_recipe(source)
     search = recipe.search or SearchSpec()
-    if not search.space:
-        raise ConfigError("the recipe has no search.space; add e.g. `search: {space: {prune.ratio: {low: 0.1, "
-                          "high: 0.7}}}`")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    data, original, ctx, _ = prepare(recipe, out, console)
-    storage = storage or search.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    out = od.out
+    data, original, ctx, _ = prepare(recipe, od, console)
+    storage = storage or search.storage or f"sqlite:///{od.claim('study.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.NSGAIISampler(seed=search.seed)
     study = optuna.create_study(study_name=recipe.name, storage=storage, load_if_exists=True, sampler=sampler,
@@ -131,7 +142,7 @@ def optimize_recipe(source: Any, out: str | Path, *, storage: str | None = None,
         trial.set_user_attr("row", json.loads(json.dumps(row, default=str)))
         trial.set_user_attr("records", json.loads(json.dumps(records, default=str)))
         trial.set_user_attr("feasible", bool(meas.quality is not None and meas.quality >= floor))
-        _keep_best(out, trial.number, model, meas.quality, rel, floor, recipe.objective)
+        _keep_best(od, trial.number, model, meas.quality, rel, floor, recipe.objective)
         console.print(f"trial {trial.number}: {params} -> {meas.quality_metric} {meas.quality:.4f}, "
                       f"{cost_field} x{rel:.3f} of the original")
         return float(meas.quality), float(rel)
@@ -146,6 +157,8 @@ def optimize_recipe(source: Any, out: str | Path, *, storage: str | None = None,
     rows += [t.user_attrs["row"] for t in finished if "row" in t.user_attrs]
     best = json.loads((out / "best.json").read_text()) if (out / "best.json").exists() else None
     report = _search_report(recipe, rows, best, storage, len(finished))
+    for rel in ("report.json", "report.html"):
+        od.claim(rel)
     write_report(report, out)
     verdict = (f"best within tolerance: {best['trial']}" if best and best["met_tolerance"] else
                "no trial met the tolerance; the closest model was saved")
@@ -153,10 +166,10 @@ def optimize_recipe(source: Any, out: str | Path, *, storage: str | None = None,
     return report
 
 
-def _keep_best(out: Path, number: int, model: Any, quality: float, rel_cost: float, floor: float,
+def _keep_best(od: OutDir, number: int, model: Any, quality: float, rel_cost: float, floor: float,
                objective: str) -> None:
-    path = out / "best.json"
-    cur = json.loads(path.read_text()) if path.exists() else None
+    path = od.out / "best.json"
+    cur = json.loads(path.read_text()) if path.exists() and od.owns("best.json") else None
     feasible = quality >= floor
     sign = -1 if objective == "throughput" else 1
     if cur is None:
@@ -169,8 +182,8 @@ def _keep_best(out: Path, number: int, model: Any, quality: float, rel_cost: flo
         better = quality > cur["quality"]
     if not better:
         return
-    io.save(model, out / "best")
-    with atomic_file(path) as fh:
+    io.save(model, od.claim("best"))
+    with atomic_file(od.claim("best.json")) as fh:
         json.dump({"trial": f"trial {number}", "quality": quality, "relative_cost": rel_cost,
                    "met_tolerance": feasible, "quality_floor": floor}, fh, indent=2)
 

@@ -109,6 +109,8 @@ def load_recipe(source: str | Path | dict[str, Any]) -> Recipe:
         data, lines, label = load_yaml(source)
     if not isinstance(data, dict):
         raise ConfigError(f"{label}: a recipe is a mapping with keys model, data, steps, ...; got {type(data).__name__}")
+    if label != "<recipe>":
+        data = resolve_paths(data, Path(label).resolve().parent)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -130,8 +132,46 @@ def load_recipe(source: str | Path | dict[str, Any]) -> Recipe:
     return recipe
 
 
+def resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A copy of ``data`` whose relative file paths are taken from the recipe's folder, not the cwd.
+
+    The paths a recipe names: ``model.path``, ``data.name`` when it is a file (not a built-in data
+    set name), and ``path`` of the models and base of a ``merge`` step.
+    """
+    from ..datasets import BUILTIN
+    from ..datasets._files import FILE_SUFFIXES
+
+    def fix(p: Any) -> Any:
+        return str(folder / p) if isinstance(p, str) and p and not Path(p).expanduser().is_absolute() else p
+
+    data = dict(data)
+    if isinstance(data.get("model"), dict) and "path" in data["model"]:
+        data["model"] = {**data["model"], "path": fix(data["model"]["path"])}
+    spec = data.get("data")
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str) and spec["name"] not in BUILTIN and (
+            Path(spec["name"]).suffix.lower() in FILE_SUFFIXES or "/" in spec["name"] or (folder / spec["name"]).exists()):
+        data["data"] = {**spec, "name": fix(spec["name"])}
+    if isinstance(data.get("steps"), list):
+        data["steps"] = [_merge_paths(s, fix) for s in data["steps"]]
+    return data
+
+
+def _merge_paths(step: Any, fix: Any) -> Any:
+    if not (isinstance(step, dict) and isinstance(step.get("merge"), dict)):
+        return step
+    fields = dict(step["merge"])
+    if isinstance(fields.get("models"), dict):
+        fields["models"] = {n: {**m, "path": fix(m["path"])} if isinstance(m, dict) and "path" in m else m
+                            for n, m in fields["models"].items()}
+    if isinstance(fields.get("base"), dict) and "path" in fields["base"]:
+        fields["base"] = {**fields["base"], "path": fix(fields["base"]["path"])}
+    return {**step, "merge": fields}
+
+
 def _explain(exc: ValidationError, lines: dict, label: str) -> str:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # An unknown key explains the missing key beside it (a typo), so it is reported first.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc) or "(top level)"
     line = None

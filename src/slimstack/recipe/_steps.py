@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +53,23 @@ def parse_step(kind: str, fields: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         raise ConfigError(f"unknown method {method!r}; allowed for {kind}: {', '.join(allowed) or '(none installed)'}."
                           f"{close_matches(method, allowed)}")
     extra = {k: fields.pop(k) for k in _VERB_KEYS.get(kind, ()) if k in fields}
+    if kind == "distill":
+        _check_distill(extra)
+    if "tolerance" in extra:
+        tol = extra["tolerance"]
+        if isinstance(tol, bool) or not isinstance(tol, int | float) or not (math.isfinite(tol) and 0 < tol < 1):
+            raise ConfigError(f"tolerance={tol!r} must be a relative quality loss in (0, 1), e.g. 0.01 for 1%")
     return config_from_dict({"type": method, "data": fields}), extra
+
+
+def _check_distill(extra: dict[str, Any]) -> None:
+    teacher, student = extra.get("teacher", "original"), extra.get("student", "current")
+    if teacher not in ("original", "current"):
+        raise ConfigError(f"teacher={teacher!r} is not allowed; use 'original' or 'current'")
+    ok = student == "current" or (isinstance(student, dict) and set(student) == {"shrink"}
+                                  and isinstance(student["shrink"] or {}, dict))
+    if not ok:
+        raise ConfigError(f"student must be 'current' or {{shrink: {{layers: N | width: F}}}}, got {student!r}")
 
 
 def _run_prune(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
@@ -64,12 +81,35 @@ def _run_prune(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext)
 
 def _run_quantize(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
     from .. import quantize
+    from ..quantize import QAT
 
+    if isinstance(config, QAT):
+        return _run_qat(model, config, extra, ctx)
     kw: dict[str, Any] = {"calibration": ctx.train, "data": ctx.val, "threads": ctx.threads}
+    if kind == "distill":
+        _check_distill(extra)
     if "tolerance" in extra:
         kw["tolerance"] = extra["tolerance"]
     q = quantize(model, config, **kw)
     return q.model, q.record
+
+
+def _run_qat(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
+    """QAT trains on the train split only; the validation split judges the result (never trains it)."""
+    from .. import quantize
+    from ..measure import compare
+
+    q = quantize(model, config, calibration=ctx.train, data=ctx.train, threads=ctx.threads)
+    c = compare({"before": model, "qat": q.model}, ctx.val, runs=1, warmup=0, cost=False, threads=None)
+    before, after = c["before"].quality, c["qat"].quality
+    tol = extra.get("tolerance", 0.01)
+    higher = c["qat"].quality_metric not in ("mse", "rmse", "mae", "log_loss")
+    loss = (before - after if higher else after - before) / max(abs(before), 1e-12)
+    record = plain(q.record)
+    record["validation"] = {"metric": c["qat"].quality_metric, "before": before, "after": after,
+                            "relative_loss": loss, "tolerance": tol, "met_tolerance": bool(loss <= tol),
+                            "note": "trained on the train split; scored on the validation split"}
+    return q.model, record
 
 
 def _run_distill(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):

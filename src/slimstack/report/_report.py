@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,14 @@ def build_report(recipe: Any, rows: list[dict[str, Any]], baseline: str, steps: 
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
-    with atomic_file(Path(out) / "report.json") as fh:
-        json.dump(report, fh, indent=2, default=str)
-    with atomic_file(Path(out) / "report.html") as fh:
-        fh.write(render_html(json.loads(json.dumps(report, default=str))))
+    """Write ``report.json`` and ``report.html`` into ``out``, each atomically and readable by the owner only
+    (mode 0600 whatever the umask: a report names local paths and data)."""
+    html_text = render_html(json.loads(json.dumps(report, default=str)))
+    for name, write in (("report.json", lambda fh: json.dump(report, fh, indent=2, default=str)),
+                        ("report.html", lambda fh: fh.write(html_text))):
+        with atomic_file(Path(out) / name) as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            write(fh)
 
 
 def _find(obj: Any, key: str) -> list[Any]:
