@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._utils import seed_everything, threads
+from .._utils import any_grad_mode, seed_everything, threads
 from ..errors import ConfigError, ModelError
 from ._config import DistillConfig
 from ._data import Rows, as_rows, is_text_model
@@ -41,6 +41,7 @@ class DistillResult:
         return {"history": self.history, "record": self.record}
 
 
+@any_grad_mode
 def distill(
     teacher: Any,
     student: nn.Module,

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils import any_grad_mode
 from ..datasets import Dataset
 from ..errors import ConfigError, DataError, ShapeError
 from ._adapters import ModelAdapter, adapt
@@ -19,6 +20,7 @@ __all__ = ["measure", "compare"]
 _COOLDOWN_S = 0.005
 
 
+@any_grad_mode
 def measure(
     model: Any,
     data: Dataset | str,
@@ -56,6 +58,7 @@ def measure(
     return c.measurements[name]
 
 
+@any_grad_mode
 def compare(
     models: dict[str, Any],
     data: Dataset | str,

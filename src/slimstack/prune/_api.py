@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._utils import any_grad_mode
 from .._config import Config
 from ..errors import ConfigError
 from ._common import check_ignore, copy_model, count_params, is_encoder
@@ -16,6 +17,7 @@ from ._sensitivity import ratios_within
 __all__ = ["prune"]
 
 
+@any_grad_mode
 def prune(model: Any, config: Config, *, example_inputs: Any = None, data: Any = None, val: Any = None) -> PruneResult:
     """Prune ``model`` as ``config`` says and return a new model with a per-layer record.
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from .._utils import any_grad_mode
 from .._config import Registry
 from ..datasets import Dataset
 from ..errors import ConfigError, DataError, ModelError
@@ -30,6 +31,7 @@ _HANDLERS = Registry("quantize")
 _LOWER_IS_BETTER = ("mse", "rmse", "mae", "log_loss")
 
 
+@any_grad_mode
 def quantize(model: nn.Module, config: QuantConfig, *, calibration: Any = None, data: Dataset | None = None,
              tolerance: float | None = None, example_inputs: Any = None, threads: int = 2,
              seed: int = 0) -> QuantResult:

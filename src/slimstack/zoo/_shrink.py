@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._utils import any_grad_mode
 from ..errors import ConfigError, ModelError
 from ._encoder import SentenceEncoder
 from ._models import DigitsCNN, DigitsMLP
@@ -22,6 +23,7 @@ from ._models import DigitsCNN, DigitsMLP
 __all__ = ["shrink", "spread_layers"]
 
 
+@any_grad_mode
 def shrink(model: nn.Module, *, layers: int | Sequence[int] | None = None,
            width: float | Sequence[int] | None = None) -> nn.Module:
     """Return a layer- or width-reduced copy of ``model``, initialised from ``model``'s weights.

@@ -8,13 +8,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._utils import seed_everything
+from .._utils import any_grad_mode, seed_everything
 from ..datasets import Dataset
 from ..errors import DataError
 
 __all__ = ["train"]
 
 
+@any_grad_mode
 def train(
     model: nn.Module,
     data: Dataset,
