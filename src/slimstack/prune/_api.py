@@ -63,7 +63,10 @@ def prune_structured(model: Any, config: StructuredPruning, *, example_inputs: A
     check_ignore(pruned, config.ignore)
     if config.layer_ratios:
         check_ignore(pruned, tuple(config.layer_ratios), field="layer_ratios")
-    backend = (EncoderBackend if is_encoder(pruned) else TorchBackend)(pruned, config, example_inputs, data)
+    from .._arch import find_stack
+
+    transformer = is_encoder(pruned) or find_stack(pruned, what="StructuredPruning") is not None
+    backend = (EncoderBackend if transformer else TorchBackend)(pruned, config, example_inputs, data)
     params_before = count_params(pruned)[0]
     ratios = dict(backend.units)
     analysis = None
