@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["seed_everything", "kept_global_rng", "keeps_global_rng", "threads", "atomic_dir", "atomic_file"]
+__all__ = ["seed_everything", "kept_global_rng", "keeps_global_rng", "threads", "atomic_dir", "atomic_file", "any_grad_mode"]
 
 
 def seed_everything(seed: int) -> None:
@@ -22,6 +22,47 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def _plain(value):
+    """``value`` with inference tensors (made under ``torch.inference_mode``) replaced by normal copies."""
+    import torch
+
+    if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter) and value.is_inference():
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()} if any(_has_inference(v) for v in value.values()) else value
+    if isinstance(value, list | tuple) and any(_has_inference(v) for v in value):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def _has_inference(value) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor) and value.is_inference()
+
+
+def any_grad_mode(fn):
+    """Run a verb with autograd available whatever mode the caller is in; the caller's mode is restored.
+
+    Tracing (Torch-Pruning), Taylor importance, recovery, QAT and distillation need gradients, and a
+    natural place to call a verb is inside ``torch.no_grad()`` or ``torch.inference_mode()``. Inside,
+    the verb decides where it wants gradients off; tensors the caller made in inference mode are
+    copied to normal tensors, which autograd may save. Leaving the ``with`` blocks restores the
+    caller's grad and inference modes, also when the verb raises.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.inference_mode(False), torch.enable_grad():
+            args = tuple(_plain(a) for a in args)
+            kwargs = {k: _plain(v) for k, v in kwargs.items()}
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 @contextlib.contextmanager

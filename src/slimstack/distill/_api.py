@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._utils import keeps_global_rng, seed_everything, threads
+from .._utils import any_grad_mode, keeps_global_rng, seed_everything, threads
 from ..errors import ConfigError, ModelError
 from ._config import DistillConfig
 from ._data import Rows, as_rows, is_text_model
@@ -42,6 +42,7 @@ class DistillResult:
 
 
 @keeps_global_rng
+@any_grad_mode
 def distill(
     teacher: Any,
     student: nn.Module,

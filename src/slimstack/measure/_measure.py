@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils import any_grad_mode
 from ..datasets import Dataset
 from ..errors import ConfigError, DataError, ShapeError
 from ._adapters import ModelAdapter, adapt
@@ -21,6 +22,7 @@ __all__ = ["measure", "compare"]
 _COOLDOWN_S = 0.005
 
 
+@any_grad_mode
 def measure(
     model: Any,
     data: Dataset | str,
@@ -58,6 +60,7 @@ def measure(
     return c.measurements[name]
 
 
+@any_grad_mode
 def compare(
     models: dict[str, Any],
     data: Dataset | str,

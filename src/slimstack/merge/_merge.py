@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils import any_grad_mode
 from .._config import Config, Registry
 from ..errors import ConfigError, DataError, unknown_name
 from . import _methods
@@ -37,6 +38,7 @@ _NEEDS_BASE = (TaskArithmetic, TiesMerging)
 _handlers = Registry("merge")
 
 
+@any_grad_mode
 def merge(
     models: Sequence[Any],
     method: str | MergeConfig = "uniform",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._config import Config
-from .._utils import keeps_global_rng
+from .._utils import any_grad_mode, keeps_global_rng
 from ..errors import ConfigError
 from ._common import check_ignore, copy_model, count_params, is_encoder
 from ._configs import StructuredPruning
@@ -18,6 +18,7 @@ __all__ = ["prune"]
 
 
 @keeps_global_rng
+@any_grad_mode
 def prune(model: Any, config: Config, *, example_inputs: Any = None, data: Any = None, val: Any = None) -> PruneResult:
     """Prune ``model`` as ``config`` says and return a new model with a per-layer record.
 
@@ -63,7 +64,10 @@ def prune_structured(model: Any, config: StructuredPruning, *, example_inputs: A
     check_ignore(pruned, config.ignore)
     if config.layer_ratios:
         check_ignore(pruned, tuple(config.layer_ratios), field="layer_ratios")
-    backend = (EncoderBackend if is_encoder(pruned) else TorchBackend)(pruned, config, example_inputs, data)
+    from .._arch import find_stack
+
+    transformer = is_encoder(pruned) or find_stack(pruned, what="StructuredPruning") is not None
+    backend = (EncoderBackend if transformer else TorchBackend)(pruned, config, example_inputs, data)
     params_before = count_params(pruned)[0]
     ratios = dict(backend.units)
     analysis = None

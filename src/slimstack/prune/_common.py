@@ -20,10 +20,12 @@ WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def is_encoder(model: Any) -> bool:
-    """A slimstack sentence encoder around a Hugging Face BERT-style model."""
+    """A slimstack sentence encoder around a Hugging Face transformer (any family; see slimstack._arch)."""
+    from .._arch import transformer_model_type
+
     inner = getattr(model, "model", None)
     return (isinstance(model, nn.Module) and hasattr(model, "tokenize") and hasattr(model, "encode")
-            and inner is not None and hasattr(getattr(inner, "encoder", None), "layer"))
+            and isinstance(inner, nn.Module) and transformer_model_type(inner) is not None)
 
 
 def copy_model(model: Any) -> nn.Module:

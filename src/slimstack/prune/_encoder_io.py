@@ -21,21 +21,27 @@ from ..io import load_state, load_weights, register_format
 __all__ = ["layer_sizes", "is_resized", "resize_layers", "save_skeleton", "build_skeleton", "PrunedEncoderFormat"]
 
 
-def _layers(hf_model: nn.Module) -> list[nn.Module]:
-    return list(hf_model.encoder.layer)
+def _stack(hf_model: nn.Module):
+    from .._arch import find_stack
+
+    return find_stack(hf_model, required=True, what="the pruned-encoder format")
 
 
 def layer_sizes(encoder: Any) -> dict[str, list[int]]:
     """Heads and FFN neurons left in each transformer layer."""
-    layers = _layers(encoder.model)
-    return {"heads": [int(l.attention.self.num_attention_heads) for l in layers],
-            "ffn": [int(l.intermediate.dense.out_features) for l in layers]}
+    stack = _stack(encoder.model)
+    layers = list(stack.layers())
+    return {"heads": [stack.heads(l) for l in layers], "ffn": [stack.ffn_width(l) for l in layers]}
 
 
 def is_resized(encoder: Any) -> bool:
-    cfg = encoder.model.config
+    from .._arch import FAMILIES, transformer_model_type
+
+    if transformer_model_type(encoder.model) not in FAMILIES:
+        return False
+    heads, ffn = _stack(encoder.model).config_sizes()
     sizes = layer_sizes(encoder)
-    return any(h != cfg.num_attention_heads for h in sizes["heads"]) or any(f != cfg.intermediate_size for f in sizes["ffn"])
+    return any(h != heads for h in sizes["heads"]) or any(f != ffn for f in sizes["ffn"])
 
 
 def _linear(old: nn.Linear, out_f: int, in_f: int) -> nn.Linear:
@@ -44,18 +50,18 @@ def _linear(old: nn.Linear, out_f: int, in_f: int) -> nn.Linear:
 
 def resize_layers(hf_model: nn.Module, heads: list[int], ffn: list[int]) -> None:
     """Recreate each layer's projections at the given head count and FFN width (weights uninitialised)."""
-    layers = _layers(hf_model)
+    stack = _stack(hf_model)
+    layers = list(stack.layers())
     if len(heads) != len(layers) or len(ffn) != len(layers):
         raise ModelFileError(f"the saved sizes describe {len(heads)} layers but the config builds {len(layers)}")
     for layer, h, f in zip(layers, heads, ffn, strict=True):
-        att = layer.attention.self
-        hidden, width = att.query.in_features, h * att.attention_head_size
-        for proj in ("query", "key", "value"):
-            setattr(att, proj, _linear(getattr(att, proj), width, hidden))
-        att.num_attention_heads, att.all_head_size = h, width
-        layer.attention.output.dense = _linear(layer.attention.output.dense, hidden, width)
-        layer.intermediate.dense = _linear(layer.intermediate.dense, f, hidden)
-        layer.output.dense = _linear(layer.output.dense, hidden, f)
+        hidden, width = stack.get(layer, "q").in_features, h * stack.head_dim(layer)
+        for proj in ("q", "k", "v"):
+            stack.put(layer, proj, _linear(stack.get(layer, proj), width, hidden))
+        stack.put(layer, "o", _linear(stack.get(layer, "o"), hidden, width))
+        stack.set_heads(layer, h)
+        stack.put(layer, "fc1", _linear(stack.get(layer, "fc1"), f, hidden))
+        stack.put(layer, "fc2", _linear(stack.get(layer, "fc2"), hidden, f))
 
 
 def save_skeleton(encoder: Any, directory: Path, *, weights: bool) -> dict[str, Any]:

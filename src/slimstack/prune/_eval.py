@@ -28,7 +28,9 @@ def quality(model: Any, data: Any) -> float:
         raise DataError(f"scoring needs labelled array data (classification or regression), got {data!r}")
     was = model.training
     model.eval()
-    out = torch.cat([model(torch.as_tensor(np.ascontiguousarray(data.X[i : i + 512])))
+    from ._importance import logits
+
+    out = torch.cat([logits(model(torch.as_tensor(np.ascontiguousarray(data.X[i : i + 512]))))
                      for i in range(0, len(data.X), 512)]).numpy()
     model.train(was)
     if data.task == "classification":

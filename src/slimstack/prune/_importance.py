@@ -54,55 +54,91 @@ def taylor_gradients(model: nn.Module, data: Any, batches: int, seed: int) -> No
         loss.backward()
 
 
-def _head_norms(layer: nn.Module, p: int) -> torch.Tensor:
-    att = layer.attention.self
-    h, d = att.num_attention_heads, att.attention_head_size
-    rows = [getattr(att, n).weight.detach().reshape(h, d, -1).abs().pow(p).sum((1, 2)) for n in ("query", "key", "value")]
-    cols = layer.attention.output.dense.weight.detach().reshape(-1, h, d).abs().pow(p).sum((0, 2))
+def _head_norms(stack: Any, layer: nn.Module, p: int) -> torch.Tensor:
+    h, d = stack.heads(layer), stack.head_dim(layer)
+    rows = [stack.get(layer, n).weight.detach().reshape(h, d, -1).abs().pow(p).sum((1, 2)) for n in ("q", "k", "v")]
+    cols = stack.get(layer, "o").weight.detach().reshape(-1, h, d).abs().pow(p).sum((0, 2))
     return (sum(rows) + cols).pow(1 / p)
 
 
-def _ffn_norms(layer: nn.Module, p: int) -> torch.Tensor:
-    w_in = layer.intermediate.dense.weight.detach().abs().pow(p).sum(1)
-    w_out = layer.output.dense.weight.detach().abs().pow(p).sum(0)
+def _ffn_norms(stack: Any, layer: nn.Module, p: int) -> torch.Tensor:
+    w_in = stack.get(layer, "fc1").weight.detach().abs().pow(p).sum(1)
+    w_out = stack.get(layer, "fc2").weight.detach().abs().pow(p).sum(0)
     return (w_in + w_out).pow(1 / p)
 
 
-def encoder_scores(encoder: nn.Module, importance: str, data: Any, *, seed: int, batches: int
+def logits(out: Any) -> torch.Tensor:
+    """The score tensor of a model's output (Hugging Face task models return an output object)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if getattr(out, "logits", None) is not None:
+        return out.logits
+    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise DataError(f"cannot read class scores from a {type(out).__name__} output; return a tensor of logits")
+
+
+def encoder_scores(encoder: nn.Module, importance: str, data: Any, *, seed: int, batches: int, stack: Any = None
                    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Per-layer importance of each attention head and each FFN neuron of a BERT encoder."""
-    layers = list(encoder.model.encoder.layer)
+    """Per-layer importance of each attention head and each FFN neuron of a transformer stack."""
+    from .._arch import find_stack
+
+    stack = stack or find_stack(encoder, required=True)
+    layers = list(stack.layers())
     if importance in ("l1", "l2"):
         p = 1 if importance == "l1" else 2
-        return [_head_norms(l, p) for l in layers], [_ffn_norms(l, p) for l in layers]
+        return [_head_norms(stack, l, p) for l in layers], [_ffn_norms(stack, l, p) for l in layers]
     if importance == "random":
         gen = torch.Generator().manual_seed(seed)
-        return ([torch.rand(l.attention.self.num_attention_heads, generator=gen) for l in layers],
-                [torch.rand(l.intermediate.dense.out_features, generator=gen) for l in layers])
-    return _taylor_encoder(encoder, layers, data, seed, batches)
+        return ([torch.rand(stack.heads(l), generator=gen) for l in layers],
+                [torch.rand(stack.ffn_width(l), generator=gen) for l in layers])
+    return _taylor_encoder(encoder, stack, layers, data, seed, batches)
 
 
-def _taylor_encoder(encoder: nn.Module, layers: list[nn.Module], data: Any, seed: int, batches: int):
-    if data is None or getattr(data, "pairs", None) is None or getattr(data, "scores", None) is None:
-        raise DataError("importance='taylor' on a sentence encoder needs scored sentence pairs for its loss; pass "
-                        "data=ss.datasets.load('stsb') (or your own pairs and scores), or use importance='l2'")
-    head_masks = [torch.ones(l.attention.self.num_attention_heads, requires_grad=True) for l in layers]
-    ffn_masks = [torch.ones(l.intermediate.dense.out_features, requires_grad=True) for l in layers]
+def _taylor_loss(model: nn.Module, data: Any):
+    """``loss(batch_rows)`` for Taylor scores: STS cosine loss for sentence encoders, else the task loss."""
+    if hasattr(model, "tokenize") and hasattr(model, "encode"):
+        if data is None or getattr(data, "pairs", None) is None or getattr(data, "scores", None) is None:
+            raise DataError("importance='taylor' on a sentence encoder needs scored sentence pairs for its loss; pass "
+                            "data=ss.datasets.load('stsb') (or your own pairs and scores), or use importance='l2'")
+        scores = np.asarray(data.scores, dtype=np.float32)
+        scale = float(scores.max()) or 1.0
+
+        def sts(idx):
+            a = model(**model.tokenize([data.pairs[i][0] for i in idx]))
+            c = model(**model.tokenize([data.pairs[i][1] for i in idx]))
+            return F.mse_loss(F.cosine_similarity(a, c, dim=-1), torch.as_tensor(scores[idx] / scale))
+
+        return sts, len(data.pairs)
+    if data is None or getattr(data, "X", None) is None or getattr(data, "y", None) is None:
+        raise ConfigError("importance='taylor' ranks heads and neurons by loss gradients and needs labelled data; "
+                          "pass data=ds or use importance='l2'")
+    classify = data.task == "classification"
+
+    def task(idx):
+        out = logits(model(torch.as_tensor(np.ascontiguousarray(data.X[idx]))))
+        y = torch.as_tensor(data.y[idx], dtype=torch.long if classify else torch.float32)
+        return F.cross_entropy(out, y) if classify else F.mse_loss(out.squeeze(-1), y)
+
+    return task, len(data.X)
+
+
+def _taylor_encoder(encoder: nn.Module, stack: Any, layers: list[nn.Module], data: Any, seed: int, batches: int):
+    loss_of, n = _taylor_loss(encoder, data)
+    head_masks = [torch.ones(stack.heads(l), requires_grad=True) for l in layers]
+    ffn_masks = [torch.ones(stack.ffn_width(l), requires_grad=True) for l in layers]
     head_imp = [torch.zeros_like(m) for m in head_masks]
     ffn_imp = [torch.zeros_like(m) for m in ffn_masks]
     handles = []
     for layer, hm, fm in zip(layers, head_masks, ffn_masks, strict=True):
-        d = layer.attention.self.attention_head_size
-
-        def head_hook(mod, args, out, hm=hm, d=d):
-            return (out[0] * hm.repeat_interleave(d), *out[1:])
-
-        handles.append(layer.attention.self.register_forward_hook(head_hook))
-        handles.append(layer.intermediate.register_forward_hook(lambda mod, a, out, fm=fm: out * fm))
-    scores = np.asarray(data.scores, dtype=np.float32)
-    scale = float(scores.max()) or 1.0
+        d = stack.head_dim(layer)
+        # masks on the inputs of the output projections: head h's context columns, FFN neuron j's activation
+        handles.append(stack.get(layer, "o").register_forward_pre_hook(
+            lambda mod, a, hm=hm, d=d: (a[0] * hm.repeat_interleave(d), *a[1:])))
+        handles.append(stack.get(layer, "fc2").register_forward_pre_hook(
+            lambda mod, a, fm=fm: (a[0] * fm, *a[1:])))
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(data.pairs))
+    order = rng.permutation(n)
     was_training = encoder.training
     encoder.eval()
     try:
@@ -110,9 +146,7 @@ def _taylor_encoder(encoder: nn.Module, layers: list[nn.Module], data: Any, seed
             idx = order[b * 16 : (b + 1) * 16]
             if len(idx) == 0:
                 break
-            a = encoder(**encoder.tokenize([data.pairs[i][0] for i in idx]))
-            c = encoder(**encoder.tokenize([data.pairs[i][1] for i in idx]))
-            loss = F.mse_loss(F.cosine_similarity(a, c, dim=-1), torch.as_tensor(scores[idx] / scale))
+            loss = loss_of(idx)
             grads = torch.autograd.grad(loss, head_masks + ffn_masks)
             for acc, g in zip(head_imp + ffn_imp, grads, strict=True):
                 acc += g.abs()

@@ -15,7 +15,7 @@ import numpy as np
 from torch import nn
 
 from .._config import Registry
-from .._utils import keeps_global_rng
+from .._utils import any_grad_mode, keeps_global_rng
 from ..datasets import Dataset
 from ..errors import ConfigError, DataError, ModelError
 from ._configs import QAT, DynamicInt8, QuantConfig, StaticInt8, WeightOnly
@@ -32,6 +32,7 @@ _LOWER_IS_BETTER = ("mse", "rmse", "mae", "log_loss")
 
 
 @keeps_global_rng
+@any_grad_mode
 def quantize(model: nn.Module, config: QuantConfig, *, calibration: Any = None, data: Dataset | None = None,
              tolerance: float | None = None, example_inputs: Any = None, threads: int = 2,
              seed: int = 0) -> QuantResult:

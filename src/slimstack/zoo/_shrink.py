@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._utils import any_grad_mode
 from ..errors import ConfigError, ModelError
 from ._encoder import SentenceEncoder
 from ._models import DigitsCNN, DigitsMLP
@@ -22,6 +23,7 @@ from ._models import DigitsCNN, DigitsMLP
 __all__ = ["shrink", "spread_layers"]
 
 
+@any_grad_mode
 def shrink(model: nn.Module, *, layers: int | Sequence[int] | None = None,
            width: float | Sequence[int] | None = None) -> nn.Module:
     """Return a layer- or width-reduced copy of ``model``, initialised from ``model``'s weights.
@@ -49,7 +51,7 @@ def shrink(model: nn.Module, *, layers: int | Sequence[int] | None = None,
         _only(layers, width, "layers", type(model).__name__)
         new = SentenceEncoder(_shrink_bert(model.model, layers), model.tokenizer, **model.get_config())
         return new.eval()
-    if _is_bert(model):
+    if _is_transformer(model):
         _only(layers, width, "layers", type(model).__name__)
         return _shrink_bert(model, layers)
     if isinstance(model, DigitsMLP):
@@ -58,10 +60,12 @@ def shrink(model: nn.Module, *, layers: int | Sequence[int] | None = None,
     if isinstance(model, DigitsCNN):
         _only(width, layers, "width", type(model).__name__)
         return _shrink_cnn(model, width)
+    from .._arch import supported_families
+
     raise ModelError(
         f"ss.zoo.shrink does not know how to shrink a {type(model).__name__}; it handles SentenceEncoder and "
-        "BERT-style transformers (layers=), DigitsMLP and DigitsCNN (width=). Pass your own smaller student "
-        "module to ss.distill instead"
+        f"Hugging Face transformers of the families {supported_families()} (layers=), DigitsMLP and DigitsCNN "
+        "(width=). Pass your own smaller student module to ss.distill instead"
     )
 
 
@@ -86,9 +90,11 @@ def _only(given: Any, other: Any, name: str, kind: str) -> None:
                           ("layers=3 or layers=[0, 3, 5]" if name == "layers" else "width=0.25"))
 
 
-def _is_bert(model: nn.Module) -> bool:
-    enc = getattr(model, "encoder", None)
-    return hasattr(model, "config") and isinstance(getattr(enc, "layer", None), nn.ModuleList)
+def _is_transformer(model: nn.Module) -> bool:
+    """A Hugging Face model (base or task model) of a family in slimstack._arch; other families raise there."""
+    from .._arch import find_stack, transformer_model_type
+
+    return transformer_model_type(model) is not None and find_stack(model, what="ss.zoo.shrink") is not None
 
 
 def _layer_choice(n: int, layers: int | Sequence[int]) -> list[int]:
@@ -108,23 +114,28 @@ def _layer_choice(n: int, layers: int | Sequence[int]) -> list[int]:
 
 
 def _shrink_bert(model: nn.Module, layers: int | Sequence[int]) -> nn.Module:
-    n = len(model.encoder.layer)
-    chosen = _layer_choice(n, layers)
-    keep = model.encoder.layer
-    model.encoder.layer = nn.ModuleList()  # do not deep-copy layers that will be dropped
+    from .._arch import find_stack
+
+    stack = find_stack(model, required=True, what="ss.zoo.shrink")
+    keep = stack.layers()
+    chosen = _layer_choice(len(keep), layers)
+    stack.set_layers(nn.ModuleList())  # do not deep-copy layers that will be dropped
     try:
         new = copy.deepcopy(model)
     finally:
-        model.encoder.layer = keep
-    new.encoder.layer = nn.ModuleList(copy.deepcopy(keep[i]) for i in chosen)
-    for new_idx, layer in enumerate(new.encoder.layer):
+        stack.set_layers(keep)
+    new_stack = find_stack(new, required=True)
+    new_stack.set_layers(nn.ModuleList(copy.deepcopy(keep[i]) for i in chosen))
+    for new_idx, layer in enumerate(new_stack.layers()):
         for mod in layer.modules():  # cache slots are indexed by position in the new stack
             if hasattr(mod, "layer_idx"):
                 mod.layer_idx = new_idx
-    new.config = copy.deepcopy(model.config)
-    new.config.num_hidden_layers = len(chosen)
-    new.config.shrunk_from_layers = chosen
-    new.encoder.config = new.config
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers = len(chosen)
+    config.shrunk_from_layers = chosen
+    for m in new.modules():  # every sub-model (ViTModel inside ViTForImageClassification, its encoder) shares it
+        if getattr(m, "config", None) is not None and type(m.config) is type(config):
+            m.config = config
     return new.eval()
 
 

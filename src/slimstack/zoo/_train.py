@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._utils import keeps_global_rng, seed_everything
+from .._utils import any_grad_mode, keeps_global_rng, seed_everything
 from ..datasets import Dataset
 from ..errors import DataError
 
@@ -16,6 +16,7 @@ __all__ = ["train"]
 
 
 @keeps_global_rng
+@any_grad_mode
 def train(
     model: nn.Module,
     data: Dataset,

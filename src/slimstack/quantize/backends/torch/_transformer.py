@@ -25,13 +25,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...._arch import FAMILIES
 from ._kernels import dynamic_qparams, int8_kernel, quantize_u8, quantize_weight
 
 __all__ = ["QuantBertLayer", "fusable_layers", "fused_available", "BERT_LINEARS"]
 
-# Relative names of the four GEMMs' Linear modules inside a Hugging Face BertLayer-style module.
-BERT_LINEARS = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-                "o": "attention.output.dense", "fc1": "intermediate.dense", "fc2": "output.dense"}
+# Relative names of the four GEMMs' Linear modules inside a Hugging Face BertLayer-style module, from the
+# one table of transformer layouts (BERT, RoBERTa, XLM-R, ELECTRA and CamemBERT share it). DistilBERT and
+# ViT layers are not fused (ViT normalises before each block); their Linears get per-layer int8.
+_FAMILY = FAMILIES["bert"]
+BERT_LINEARS = {role: getattr(_FAMILY, role) for role in ("q", "k", "v", "o", "fc1", "fc2")}
 _GEMMS = ("qkv", "o", "fc1", "fc2")
 _INPUT_OF = {"qkv": "q", "o": "o", "fc1": "fc1", "fc2": "fc2"}  # whose observed input each GEMM quantizes
 
@@ -47,10 +50,10 @@ def _get(m: nn.Module, path: str) -> Any:
 def _is_bert_layer(m: nn.Module) -> bool:
     if not all(isinstance(_get(m, p), nn.Linear) for p in BERT_LINEARS.values()):
         return False
-    if not all(isinstance(_get(m, p), nn.LayerNorm) for p in ("attention.output.LayerNorm", "output.LayerNorm")):
+    if not all(isinstance(_get(m, p), nn.LayerNorm) for p in (_FAMILY.ln1, _FAMILY.ln2)):
         return False
     att = m.attention.self
-    act = _get(m, "intermediate.intermediate_act_fn")
+    act = _get(m, _FAMILY.act)
     exact_gelu = type(act).__name__ == "GELUActivation" or (isinstance(act, nn.GELU) and act.approximate == "none")
     absolute = getattr(att, "position_embedding_type", "absolute") in (None, "absolute")
     decoder = bool(getattr(att, "is_decoder", False)) or bool(getattr(m, "add_cross_attention", False))
@@ -100,7 +103,7 @@ class QuantBertLayer(nn.Module):
         lin = {k: _get(layer, p) for k, p in BERT_LINEARS.items()}
         att = layer.attention.self
         heads, head_dim = int(att.num_attention_heads), int(att.attention_head_size)
-        ln1, ln2 = layer.attention.output.LayerNorm, layer.output.LayerNorm
+        ln1, ln2 = _get(layer, _FAMILY.ln1), _get(layer, _FAMILY.ln2)
         smooth = smooth or {}
         m = cls(lin["q"].in_features, lin["fc1"].out_features, heads, ln1.eps, static=act_qparams is not None,
                 smooth=bool(smooth))
