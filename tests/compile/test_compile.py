@@ -230,3 +230,16 @@ def test_torch_and_onnx_members_are_spliced_in():
     fast = ss.compile(vote)
     assert fast.python_members == []
     assert np.abs(fast.predict_proba(Xte) - vote.predict_proba(Xte.astype(np.float32))).max() < TOL
+
+
+def test_recipe_compile_step():
+    from slimstack.recipe._steps import StepContext, run_step
+
+    Xtr, ytr, Xte, _ = _data()
+    vote = ss.VotingEnsemble(_members()[:2]).fit(Xtr, ytr)
+    ctx = StepContext(original=vote, train=None, val=None, test=None, example_inputs=None)
+    fast, rec = run_step("compile", {"threads": 1}, vote, ctx)
+    assert isinstance(fast, ss.CompiledModel) and rec["python_members"] == []
+    assert np.abs(fast.predict_proba(Xte) - vote.predict_proba(Xte)).max() < TOL
+    with pytest.raises(ss.ConfigError, match="unknown key 'thread'; allowed for compile: fallback, threads"):
+        run_step("compile", {"thread": 1}, vote, ctx)

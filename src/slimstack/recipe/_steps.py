@@ -40,6 +40,10 @@ class StepContext:
 def parse_step(kind: str, fields: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Return (config, verb keyword arguments) for one step, or raise ConfigError naming the problem."""
     if kind == "compile":  # ss.compile on the model so far; fields: threads, fallback
+        unknown = sorted(set(fields or {}) - {"threads", "fallback"})
+        if unknown:
+            raise ConfigError(f"unknown key {unknown[0]!r}; allowed for compile: fallback, threads."
+                              f"{close_matches(unknown[0], ['fallback', 'threads'])}")
         return dict(fields or {}), {}
     if kind in ("ensemble", "cascade", "merge"):
         from ._combine import parse_combine
