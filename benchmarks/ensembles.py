@@ -149,10 +149,100 @@ def run_tool(name, make, Xtr, ytr, Xte, yte, log):
     return est, row
 
 
+def _extra(p):
+    p.add_argument("--folds", type=int, default=None,
+                   help="with --quick: outer folds per dataset (default 1, and 2 on breast_cancer and wine; at most 3)")
+    p.add_argument("--latency-only", action="store_true",
+                   help="only the serving latency of compiled ensembles (writes ensembles-latency[-quick].json)")
+    p.add_argument("--datasets", default=None, help="comma-separated subset of the datasets (latency run)")
+
+
+def _timed(fn, x, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x)
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def latency(quick: bool, only: set | None) -> list[dict]:
+    """Predict latency at batch 1 and 256: compiled vs Python vs scikit-learn's ensembles, interleaved.
+
+    Per dataset, the five members are fitted once (first outer fold's training rows) inside each
+    tool; every variant then predicts the same rows in rotation (A B C ... A B C ...), and the median
+    per variant is kept. ``max_abs_proba_diff`` compares each compiled model with its Python source.
+    """
+    rows = []
+    inner = StratifiedKFold(5, shuffle=True, random_state=0)
+    log = os.path.join(tempfile.mkdtemp(prefix="ss-bench-lat-"), "fits.log")
+    for dname, (X, y, _) in datasets(quick).items():
+        if only and dname not in only:
+            continue
+        tr, te = next(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y))
+        m = [(n, e.estimator) for n, e in members(log)]
+        python = {
+            "sk_stacking": StackingClassifier(m, final_estimator=meta(), cv=inner, n_jobs=2).fit(X[tr], y[tr]),
+            "ss_stacking": ss.StackingEnsemble(m, cv=inner, n_jobs=2, random_state=0).fit(X[tr], y[tr]),
+            "sk_voting": VotingClassifier(m, voting="soft", n_jobs=1).fit(X[tr], y[tr]),
+            "ss_voting": ss.VotingEnsemble(m).fit(X[tr], y[tr]),
+        }
+        variants = dict(python)
+        diffs = {}
+        for name, est in python.items():
+            t0 = time.perf_counter()
+            variants[f"compiled:{name}"] = fast = ss.compile(est, threads=1)
+            diffs[f"compiled:{name}"] = (float(np.abs(fast.predict_proba(X[te]) - est.predict_proba(X[te])).max()),
+                                         time.perf_counter() - t0)
+        Xte = np.tile(X[te], (max(1, 256 // len(te) + 1), 1))[:256]
+        for batch, reps in ((1, 30 if quick else 100), (256, 5 if quick else 20)):
+            x = Xte[:batch]
+            times = {n: [] for n in variants}
+            for n, v in variants.items():  # warm-up
+                v.predict_proba(x)
+            for _ in range(reps):
+                for n, v in variants.items():
+                    times[n] += _timed(v.predict_proba, x, 1)
+            for n, t in times.items():
+                d = diffs.get(n)
+                rows.append({"name": f"{dname}/{n}/b{batch}", "dataset": dname, "tool": n, "batch": batch,
+                             "latency_ms": float(np.median(t)), "quality": None, "quality_metric": None,
+                             "size_bytes": None, "params": None,
+                             "max_abs_proba_diff": None if d is None else d[0],
+                             "compile_s": None if d is None else d[1]})
+            print(dname, batch, {r["tool"]: round(r["latency_ms"], 3) for r in rows[-len(times):]}, flush=True)
+    return rows
+
+
+def latency_targets(rows: list[dict]) -> dict:
+    out = {}
+    for dname in sorted({r["dataset"] for r in rows}):
+        get = {(r["tool"], r["batch"]): r["latency_ms"] for r in rows if r["dataset"] == dname}
+        out[dname] = {f"compiled_ss_stacking_speedup_vs_sk_stacking_b{b}": get[("sk_stacking", b)] / get[("compiled:ss_stacking", b)]
+                      for b in (1, 256)}
+        out[dname].update({f"compiled_sk_stacking_speedup_vs_sk_stacking_b{b}": get[("sk_stacking", b)] / get[("compiled:sk_stacking", b)]
+                           for b in (1, 256)})
+        out[dname]["stacking_5x_at_256"] = out[dname]["compiled_ss_stacking_speedup_vs_sk_stacking_b256"] >= 5
+        out[dname]["stacking_10x_at_1"] = out[dname]["compiled_ss_stacking_speedup_vs_sk_stacking_b1"] >= 10
+        out[dname]["max_abs_proba_diff"] = max(r["max_abs_proba_diff"] for r in rows
+                                               if r["dataset"] == dname and r["max_abs_proba_diff"] is not None)
+    return out
+
+
 def main() -> None:
-    args = parse_args("ensembles", __doc__.splitlines()[0], extra=lambda p: p.add_argument(
-        "--folds", type=int, default=None,
-        help="with --quick: outer folds per dataset (default 1, and 2 on breast_cancer and wine; at most 3)"))
+    args = parse_args("ensembles", __doc__.splitlines()[0], extra=_extra)
+    if args.latency_only:
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        if args.out == Path(__file__).resolve().parent / "results" / f"ensembles{'-quick' if args.quick else ''}.json":
+            args.out = args.out.with_name(f"ensembles-latency{'-quick' if args.quick else ''}.json")
+        only = set(args.datasets.split(",")) if args.datasets else None
+        with threads(1):
+            rows = latency(args.quick, only)
+        write("ensembles-latency", args, rows, targets=latency_targets(rows),
+              protocol={"threads": 1, "interleaved": "every variant in rotation, median per variant",
+                        "train": "first of StratifiedKFold(3, shuffle, seed 0) outer folds; members as in the main run",
+                        "datasets": sorted({r["dataset"] for r in rows})})
+        return
     # SVC(probability=True) is what the issue specifies; scikit-learn 1.9 deprecates the flag.
     warnings.filterwarnings("ignore", message=".*probability.*parameter was deprecated", category=FutureWarning)
     os.environ["PYTHONWARNINGS"] = "ignore::FutureWarning"  # the same inside joblib workers

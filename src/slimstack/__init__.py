@@ -47,6 +47,9 @@ from .ensemble import (
 )
 from .merge import GreedySoup, TaskArithmetic, TiesMerging, UniformSoup
 
+# serve combined models as one graph
+from .compile import CompiledModel, CompileWarning, compile  # noqa: A004
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -101,6 +104,10 @@ __all__ = [
     "GreedySoup",
     "TaskArithmetic",
     "TiesMerging",
+    # serve combined models
+    "compile",
+    "CompiledModel",
+    "CompileWarning",
     # compress: pruning
     "prune",
     "MagnitudePruning",

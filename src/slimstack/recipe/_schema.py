@@ -12,7 +12,7 @@ from ._yaml import load_yaml
 
 __all__ = ["Recipe", "ModelSpec", "DataSpec", "MeasureSpec", "SearchSpec", "load_recipe", "STEP_KINDS"]
 
-STEP_KINDS = ("prune", "distill", "quantize", "ensemble", "cascade", "merge")
+STEP_KINDS = ("prune", "distill", "quantize", "ensemble", "cascade", "merge", "compile")
 
 
 class _Strict(BaseModel):

@@ -40,6 +40,12 @@ class StepContext:
 
 def parse_step(kind: str, fields: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Return (config, verb keyword arguments) for one step, or raise ConfigError naming the problem."""
+    if kind == "compile":  # ss.compile on the model so far; fields: threads, fallback
+        unknown = sorted(set(fields or {}) - {"threads", "fallback"})
+        if unknown:
+            raise ConfigError(f"unknown key {unknown[0]!r}; allowed for compile: fallback, threads."
+                              f"{close_matches(unknown[0], ['fallback', 'threads'])}")
+        return dict(fields or {}), {}
     if kind in ("ensemble", "cascade", "merge"):
         from ._combine import parse_combine
 
@@ -140,6 +146,13 @@ def _run_combine(kind: str):
     return run
 
 
+def _run_compile(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
+    from ..compile import compile as compile_model
+
+    fast = compile_model(model, **config)
+    return fast, {"record": fast.record, "python_members": fast.python_members}
+
+
 STEP_RUNNERS: dict[str, Callable[..., tuple[Any, Any]]] = {
     "prune": _run_prune,
     "quantize": _run_quantize,
@@ -147,6 +160,7 @@ STEP_RUNNERS: dict[str, Callable[..., tuple[Any, Any]]] = {
     "ensemble": _run_combine("ensemble"),
     "cascade": _run_combine("cascade"),
     "merge": _run_combine("merge"),
+    "compile": _run_compile,
 }
 
 
