@@ -9,7 +9,7 @@ import torch
 
 import slimstack as ss
 
-VERBS = ["quantize", "prune", "distill", "merge", "measure"]
+VERBS = ["quantize", "prune", "distill", "merge", "measure", "compile"]
 
 
 @pytest.mark.parametrize("name", VERBS)

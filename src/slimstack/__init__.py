@@ -48,7 +48,8 @@ from .ensemble import (
 from .merge import GreedySoup, TaskArithmetic, TiesMerging, UniformSoup
 
 # serve combined models as one graph
-from .compile import CompiledModel, CompileWarning, compile  # noqa: A004
+from . import compile  # noqa: A004  (callable: ss.compile(est) runs the verb)
+from .compile import CompiledModel, CompileWarning
 
 __version__ = "0.1.0"
 

@@ -6,3 +6,7 @@ from ._members import register_converter
 from ._model import CompiledModel
 
 __all__ = ["compile", "CompiledModel", "CompileWarning", "CompiledAdapter", "CompiledFormat", "register_converter"]
+
+from .._verbs import make_verb_module as _make_verb_module
+
+_make_verb_module(__name__, compile)  # ss.compile(est) runs the verb; ss.compile.<name> reaches this package

@@ -166,7 +166,7 @@ def _run(recipe: Recipe, od: OutDir, console: Console) -> dict[str, Any]:
         art = out / rel
         done = next((s for s in state["steps"] if s["index"] == i and s["hash"] == h), None)
         if done is not None and art.exists() and od.owns(rel):
-            model = io.load(art, trusted=True)  # our own artifact, written by this run's code
+            model = io.load(art)  # untrusted like any file: a file dropped into OUT must not run code
             console.print(f"step {i} {kind}: done in a previous run, loaded")
             info = done
         else:
