@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelFileError
+from ._batching import length_batches, pad_ids, token_ids
 
 __all__ = ["SentenceEncoder", "minilm", "minilm_path"]
 
@@ -41,9 +42,8 @@ class SentenceEncoder(nn.Module):
         return int(self.model.config.hidden_size)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        """``input_ids``/``attention_mask`` of ``texts`` in the given order, padded to the longest."""
+        return pad_ids(token_ids(self.tokenizer, texts, self.max_length), self.tokenizer)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -52,28 +52,30 @@ class SentenceEncoder(nn.Module):
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
             emb = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        else:  # masked mean as one batched GEMM: no (batch, length, dim) temporary
+            mask = attention_mask.to(hidden.dtype).unsqueeze(1)
+            emb = torch.bmm(mask, hidden).squeeze(1) / mask.sum(-1).clamp(min=1e-9)
         if self.normalize:
             emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
         return emb
 
     @torch.inference_mode()
     def encode(self, texts: list[str] | str, batch_size: int = 128) -> np.ndarray:
-        """Embed ``texts`` in batches of ``batch_size``; returns float32 (n, dim)."""
+        """Embed ``texts`` in batches of ``batch_size``; returns float32 (n, dim), rows in the caller's order.
+
+        All texts are tokenized in one call; batches are formed by token count (longest first), so
+        each pads only to its own longest text, and rows go back to the caller's order.
+        """
         if isinstance(texts, str):
             texts = [texts]
         was_training = self.training
         self.eval()
-        # Sort by length so padded batches stay short; restore the caller's order afterwards.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            batch = self.tokenize([texts[i] for i in idx])
-            out[idx] = self(**batch).float().numpy()
-        self.train(was_training)
+        try:
+            for idx, batch in length_batches(self.tokenizer, texts, self.max_length, batch_size):
+                out[idx] = self(**batch).float().numpy()
+        finally:
+            self.train(was_training)
         return out
 
 

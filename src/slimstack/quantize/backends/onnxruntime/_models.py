@@ -80,9 +80,9 @@ class OrtSentenceEncoder(OrtModel):
         return {"dim": self.dim, "max_length": self.max_length}
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        from ....zoo._batching import pad_ids, token_ids
+
+        return pad_ids(token_ids(self.tokenizer, texts, self.max_length), self.tokenizer)
 
     @staticmethod
     def feeds(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -94,14 +94,14 @@ class OrtSentenceEncoder(OrtModel):
     __call__ = forward
 
     def encode(self, texts: list[str] | str, batch_size: int = 128) -> np.ndarray:
-        """Embed ``texts`` in length-sorted batches of ``batch_size``; float32 (n, dim), caller's order."""
+        """Embed ``texts`` in batches of ``batch_size`` sorted by token count; float32 (n, dim), caller's order."""
+        from ....zoo._batching import length_batches
+
         if isinstance(texts, str):
             texts = [texts]
-        order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            out[idx] = self.run_feeds(self.feeds(self.tokenize([texts[i] for i in idx])))
+        for idx, batch in length_batches(self.tokenizer, texts, self.max_length, batch_size):
+            out[idx] = self.run_feeds(self.feeds(batch))
         return out
 
 
