@@ -35,6 +35,7 @@ class Measurement:
     n_samples: int
     latency_samples_ms: list[float] = dataclasses.field(default_factory=list, repr=False)
     notes: list[str] = dataclasses.field(default_factory=list)
+    higher_is_better: bool = True  # of ``quality``: False for perplexity
 
     def to_dict(self, samples: bool = False) -> dict[str, Any]:
         d = dataclasses.asdict(self)
