@@ -27,7 +27,7 @@ def _lm(seed=0, layers=3):
 @pytest.fixture(scope="module")
 def text_ds(tmp_path_factory):
     path = tmp_path_factory.mktemp("t") / "notes.txt"
-    path.write_text("\n\n".join([TEXT] * 3))
+    path.write_text(TEXT)
     return ss.datasets.load(path, split="all", window=64)
 
 
@@ -52,7 +52,7 @@ def test_compare_lm_quality_speed_and_direction(text_ds, monkeypatch):
     with torch.no_grad():
         for p in noisy.model.parameters():
             p.add_(0.02 * torch.randn_like(p))
-    c = ss.compare({"fp32": ref, "noisy": noisy}, text_ds, reference=ref, runs=1, warmup=0)
+    c = ss.compare({"fp32": ref, "noisy": noisy}, text_ds, reference=ref, runs=1, warmup=0, threads=1)
     a, b = c["fp32"], c["noisy"]
     assert a.quality_metric == "perplexity" and a.higher_is_better is False
     windows = ss.datasets.token_windows(text_ds, ref)
