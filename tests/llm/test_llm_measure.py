@@ -65,6 +65,8 @@ def test_compare_lm_quality_speed_and_direction(text_ds, monkeypatch):
         assert m.metrics["ttft_ms"] > 0 and m.batch_size == 1
         assert m.size_bytes > 4 * sum(p.numel() for p in ref.model.parameters()) * 0.9
         assert m.peak_memory_bytes > 0 and m.params == sum(p.numel() for p in ref.model.parameters())
+    text = c.table()
+    assert "lower is better" in text and "KLD" in text and "noisy" in text
     rows = c.to_dict()["rows"]
     assert all(r["higher_is_better"] is False for r in rows)
 
