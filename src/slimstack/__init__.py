@@ -6,7 +6,7 @@ every result with ``measure``/``compare``. See ``../README.md`` for the tour.
 
 from __future__ import annotations
 
-from . import datasets, io, recipe, report, zoo
+from . import datasets, io, llm, recipe, report, zoo
 from .io import load, save
 from . import measure  # callable: ss.measure(model, data) runs the verb
 from .measure import Comparison, Measurement, compare
@@ -59,6 +59,7 @@ __all__ = [
     "datasets",
     "zoo",
     "io",
+    "llm",
     "recipe",
     "report",
     # measure

@@ -115,8 +115,10 @@ def load(path: str | Path, *, trusted: bool = False) -> Any:
         root = path.resolve()
         _check_links(root)
         if not (root / MANIFEST).is_file():
-            if (root / "config.json").is_file():  # a Hugging Face model directory
-                return _FORMATS["sentence_encoder"].load(root, {"hf_dir": True}, trusted)
+            if (root / "config.json").is_file():  # a Hugging Face model directory: the format that claims it
+                fmt = next((f for f in _ordered() if getattr(f, "claims_hf_dir", None) and f.claims_hf_dir(root)),
+                           _FORMATS["sentence_encoder"])
+                return fmt.load(root, {"hf_dir": True}, trusted)
             raise ModelFileError(f"{str(path)!r} holds no {MANIFEST}; it was not written by ss.save")
         name, spec = _read_manifest(root / MANIFEST)
         _check_spec_paths(root, spec)
