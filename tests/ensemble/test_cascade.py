@@ -246,10 +246,13 @@ def test_torch_stage_and_stacking_stage():
     small = ss.TorchClassifier(module, classes=np.arange(10)).fit(train.flat().X, train.y)
     stack = ss.StackingEnsemble([("nb", GaussianNB()), ("knn", KNeighborsClassifier(5))], cv=3,
                                 random_state=0).fit(train.flat().X, train.y)
-    cascade = Cascade([("torch", small), ("stack", stack)], prefit=True, max_accuracy_drop=0.01)
+    # 359 validation rows cannot bound a 1-point drop at 95% (no disagreement at all bounds it at
+    # 1.02 points), so the allowance here is 3 points
+    cascade = Cascade([("torch", small), ("stack", stack)], prefit=True, max_accuracy_drop=0.03)
     cascade.fit(val.flat().X, val.y)
     assert cascade.costs_[0] > 0 and cascade.costs_[1] > 0
-    assert cascade.validation_accuracy_ >= cascade.reference_accuracy_ - 0.01 - 1e-9
+    assert cascade.validation_accuracy_ >= cascade.reference_accuracy_ - cascade.drop_bound_ - 1e-9
+    assert cascade.drop_bound_ <= 0.03
     assert cascade.stage_share_["torch"] > 0.3
 
 
