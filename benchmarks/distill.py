@@ -4,6 +4,8 @@ Targets (issue 5):
 - digits: a student with <= 10% of the CNN teacher's parameters, accuracy within 1 point of the
   teacher and above the same student trained without a teacher (mean of 3 seeds each).
 - ensemble: the share of the 5-member ensemble's gain over its best member that one student keeps.
+- sizes (issue 13.3): with default settings, distilled students of every size (linear, MLPs of
+  16-256 units, small CNNs) match or beat the same student trained on labels for the same epochs.
 - MiniLM 6 -> 3 layers on STS-B train sentences (no scores): STS-B dev Spearman >= 0.855 at >= 1.8x
   the teacher's speed, shown next to the best untrained layer choice.
 
@@ -191,6 +193,62 @@ def ensemble(quick: bool) -> tuple[list[dict], dict]:
     return rows, summary
 
 
+# ------------------------------------------------------------ student sizes
+SIZES = {
+    "linear 64-10": lambda seed: ss.zoo.digits_mlp(seed=seed, hidden=()),
+    "MLP 64-16-10": lambda seed: ss.zoo.digits_mlp(seed=seed, hidden=(16,)),
+    "MLP 64-24-10": lambda seed: ss.zoo.digits_mlp(seed=seed, hidden=(24,)),
+    "MLP 64-64-10": lambda seed: ss.zoo.digits_mlp(seed=seed, hidden=(64,)),
+    "MLP 64-256-10": lambda seed: ss.zoo.digits_mlp(seed=seed, hidden=(256,)),
+    "CNN 4-8-16": lambda seed: ss.zoo.digits_cnn(seed=seed, channels=(4, 8), hidden=16),
+    "CNN 8-16-32": lambda seed: ss.zoo.digits_cnn(seed=seed, channels=(8, 16), hidden=32),
+}
+
+
+def sizes(quick: bool) -> tuple[list[dict], dict]:
+    """Default distillation (issue 13.3's config, lr left to "auto") against labels only, same epochs.
+
+    The label-only student is ``ss.zoo.train(student, train, epochs=E)``; the distilled one
+    ``ss.distill(cnn, student, DistillConfig(temperature=4.0, alpha=0.3, epochs=E), train=train)``.
+    Neither looks at validation data, so both spend exactly E epochs (the range test adds its
+    probe steps, recorded as ``probe_steps``).
+    """
+    tr, va, te = (ss.datasets.load("digits", split=s, seed=0) for s in ("train", "val", "test"))
+    teacher = ss.zoo.train(ss.zoo.digits_cnn(), tr, epochs=30, seed=0, val=va)
+    names = [n for n in SIZES if not (quick and n in ("MLP 64-64-10", "CNN 8-16-32"))]
+    budgets, seeds = ((30,), (0, 1)) if quick else ((10, 30), SEEDS)
+    rows, table = [], []
+    for epochs in budgets:
+        for name in names:
+            got: dict[str, list] = {"distilled": [], "labels": [], "lr": [], "probe_steps": []}
+            for seed in seeds:
+                got["labels"].append(accuracy(ss.zoo.train(SIZES[name](seed), tr, epochs=epochs, seed=seed), te))
+                cfg = ss.DistillConfig(temperature=4.0, alpha=0.3, epochs=epochs, seed=seed, progress=False, threads=1)
+                d = ss.distill(teacher, SIZES[name](seed), cfg, train=tr)
+                got["distilled"].append(accuracy(d.model, te))
+                got["lr"].append(d.record["lr"])
+                got["probe_steps"].append(d.record["lr_range_test"]["steps_per_candidate"] * 5)
+            dm, lm = float(np.mean(got["distilled"])), float(np.mean(got["labels"]))
+            p = params(SIZES[name](0))
+            entry = {"student": name, "epochs": epochs, "params": p, "distilled_mean": dm, "labels_mean": lm,
+                     "gain": dm - lm, "distilled_seeds": got["distilled"], "labels_seeds": got["labels"],
+                     "chosen_lr": got["lr"], "probe_steps": got["probe_steps"][0], "train_steps": epochs * 17}
+            table.append(entry)
+            print(f"sizes {name} {epochs} epochs: distilled={dm:.4f} labels={lm:.4f} lr={got['lr']}", flush=True)
+            n = f"mean of {len(seeds)} seeds"
+            base = {"quality_metric": "accuracy", "latency_ms": None, "size_bytes": None, "params": p,
+                    "epochs": epochs}
+            rows.append({"name": f"sizes: {name}, {epochs} epochs, distilled with defaults ({n})", "quality": dm,
+                         "quality_seeds": got["distilled"], **base})
+            rows.append({"name": f"sizes: {name}, {epochs} epochs, labels only ({n})", "quality": lm,
+                         "quality_seeds": got["labels"], **base})
+    summary = {"teacher_accuracy": accuracy(teacher, te), "students": table, "test_rows": len(te),
+               "target_distilled_ge_labels_everywhere": all(e["gain"] >= 0 for e in table),
+               "worst_gain": min(e["gain"] for e in table),
+               "config": ss.DistillConfig(temperature=4.0, alpha=0.3).to_dict()}
+    return rows, summary
+
+
 # ------------------------------------------------------------------ MiniLM
 def minilm(quick: bool) -> tuple[list[dict], dict]:
     teacher = ss.zoo.minilm()
@@ -235,7 +293,7 @@ def minilm(quick: bool) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-PARTS = {"digits": digits, "ensemble": ensemble, "minilm": minilm}
+PARTS = {"digits": digits, "ensemble": ensemble, "sizes": sizes, "minilm": minilm}
 
 
 def main(argv=None) -> None:

@@ -14,7 +14,7 @@ from slimstack._config import config_from_dict
         ({"alpha": 1.5}, r"alpha=1.5 must lie in \[0, 1\]"),
         ({"loss": "kl"}, r"loss='kl' is not one of: auto, kd, mse, cosine"),
         ({"epochs": 0}, r"epochs=0 must be a positive integer"),
-        ({"lr": 0.0}, r"lr=0.0 must be > 0"),
+        ({"lr": 0.0}, r"lr=0.0 must be 'auto' or a number > 0"),
         ({"warmup": 1.0}, r"warmup=1.0 is a share of the steps"),
         ({"features": ("layer1",)}, r"features entry 'layer1' must be a \(student_layer, teacher_layer\) pair"),
         ({"patience": 0}, r"patience=0 must be a positive integer or None"),

@@ -171,7 +171,7 @@ class _BlowsUp(nn.Module):
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(mlp_teacher, digits_splits, tmp_path):
     train = digits_splits["train"].head(256)  # 4 steps per epoch: NaN in the third epoch
-    cfg = ss.DistillConfig(epochs=5, batch_size=64, progress=False, checkpoint_dir=str(tmp_path))
+    cfg = ss.DistillConfig(epochs=5, batch_size=64, lr=1e-3, progress=False, checkpoint_dir=str(tmp_path))
     with pytest.raises(TrainingDivergedError, match=r"non-finite at epoch 3, step 9 .*last good checkpoint \(2\)"):
         ss.distill(mlp_teacher, _BlowsUp(after=8), cfg, train=train)
     blob = torch.load(tmp_path / "checkpoint.pt", weights_only=True)

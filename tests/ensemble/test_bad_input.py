@@ -52,7 +52,11 @@ def test_cv_larger_than_smallest_class(data3):
     X, y = data3
     y = y.copy()
     y[:4] = 3  # a class of 4 samples
-    with pytest.raises(ss.DataError, match="cv=5 is larger than the smallest class, which has 4 samples"):
+    with pytest.warns(UserWarning, match="cv=5 is larger than the smallest class, which has 4 samples; using cv=4"):
+        fitted = ss.StackingEnsemble(small_members(), cv=5).fit(X, y)
+    assert 3 in fitted.classes_
+    y[4] = 4  # a class of one sample cannot be in a training and a held-out fold
+    with pytest.raises(ss.DataError, match="smallest class, which has 1 sample"):
         ss.StackingEnsemble(small_members(), cv=5).fit(X, y)
 
 

@@ -115,8 +115,10 @@ def distill(
         seed_everything(config.seed)
         objective = DistillObjective(student, t, rows, targets, config, loss)
         evaluate = _evaluator(student, t, val_rows, objective) if val_rows is not None else None
+        # Transformers fine-tune at small rates, and a range test would cost as much as their training.
+        lr = TEXT_LR if config.lr == "auto" and rows.is_text else config.lr
         settings = TrainSettings(
-            epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay,
+            epochs=config.epochs, batch_size=config.batch_size, lr=lr, weight_decay=config.weight_decay,
             optimizer=config.optimizer, schedule=config.schedule, warmup=config.warmup, grad_clip=config.grad_clip,
             max_steps=config.max_steps, patience=config.patience, checkpoint_dir=config.checkpoint_dir,
             resume=config.resume, seed=config.seed, progress=config.progress,
@@ -137,6 +139,8 @@ def distill(
         record["projections_dropped"] = [str(objective.projections[str(i)]) for i in range(len(config.features))]
     return DistillResult(model=student, history=history, record=record)
 
+
+TEXT_LR = 1e-4  # lr="auto" for sentence-encoder students
 
 # Settings that change how a run is watched or stored, not what it computes: a resume may differ in them.
 _RUN_ONLY = {"progress", "resume", "checkpoint_dir", "cache_dir", "threads"}

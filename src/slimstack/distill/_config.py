@@ -41,7 +41,15 @@ class DistillConfig(Config):
         linear projection bridges different widths. Needs a live teacher (not cached outputs).
     feature_weight, feature_loss
         Weight and kind (``"mse"`` | ``"cosine"``) of the feature loss.
-    epochs, batch_size, lr, weight_decay, optimizer, schedule, warmup, grad_clip
+    lr : float or "auto"
+        Peak learning rate. ``"auto"`` (the default) picks it per student by a short range test:
+        each of 1e-3, 3e-3, 1e-2 and 3e-2 trains a copy of the student from the same start for a
+        twentieth of the run's steps (25 to 100), and the one with the lowest loss on training rows
+        wins (``record["lr"]`` and ``record["lr_range_test"]`` say what was tried). One fixed rate
+        cannot suit every student: a 64-24-10 MLP distilled at 1e-3 for 30 epochs stayed below the
+        same MLP trained on labels alone. Sentence-encoder students take 1e-4 instead (a range test
+        would cost as much as their training).
+    epochs, batch_size, weight_decay, optimizer, schedule, warmup, grad_clip
         The training loop. ``batch_size`` is the global batch: under ``torchrun`` each of the
         ``WORLD_SIZE`` processes takes ``batch_size / WORLD_SIZE`` rows. ``warmup`` is the share of
         steps with a linearly rising learning rate.
@@ -92,7 +100,7 @@ class DistillConfig(Config):
     feature_loss: str = "mse"
     epochs: int = 20
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | str = "auto"
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
     schedule: str = "cosine"
@@ -145,8 +153,9 @@ class DistillConfig(Config):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"DistillConfig.{name}={value!r} must be a positive integer or None")
-        if not _finite(self.lr) or self.lr <= 0:
-            raise ConfigError(f"DistillConfig.lr={self.lr!r} must be > 0, e.g. 1e-3 (small nets) or 5e-5 (transformers)")
+        if self.lr != "auto" and (not _finite(self.lr) or self.lr <= 0):
+            raise ConfigError(f"DistillConfig.lr={self.lr!r} must be 'auto' or a number > 0, e.g. 1e-3 (small nets) "
+                              "or 5e-5 (transformers)")
         if not _finite(self.weight_decay) or self.weight_decay < 0:
             raise ConfigError(f"DistillConfig.weight_decay={self.weight_decay!r} must be >= 0")
         if not _finite(self.feature_weight) or self.feature_weight < 0:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, SlimstackError
+from ._lr_range import CANDIDATES, probe_steps, range_test
 
 __all__ = ["Trainer", "TrainSettings", "TrainingDivergedError", "fingerprint", "world"]
 
@@ -41,7 +42,7 @@ class TrainSettings:
 
     epochs: int
     batch_size: int
-    lr: float
+    lr: float | str  # "auto": chosen by a short range test on the objective (see _lr_range)
     weight_decay: float = 0.0
     optimizer: str = "adamw"
     schedule: str = "cosine"
@@ -122,20 +123,23 @@ class Trainer:
 
     # ----------------------------------------------------------------- loop
     def fit(self) -> list[dict[str, Any]]:
-        model = self._wrap()
-        params = [p for p in self.objective.parameters() if p.requires_grad]
-        opt = _optimizer(self.s, params)
         steps_per_epoch = math.ceil(self._rows_per_rank() / self.local_batch)
         total = self.s.epochs * steps_per_epoch
         if self.s.max_steps is not None:
             total = min(total, self.s.max_steps)
+        ckpt = Path(self.s.checkpoint_dir) / CHECKPOINT if self.s.checkpoint_dir else None
+        resuming = ckpt is not None and self.s.resume and ckpt.exists()
+        lr = self._choose_lr(total, resuming)
+        model = self._wrap()
+        params = [p for p in self.objective.parameters() if p.requires_grad]
+        opt = _optimizer(dataclasses.replace(self.s, lr=lr), params)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(self.s.schedule, self.s.warmup, total))
         state = {"epoch": 0, "step": 0, "best": -math.inf, "best_epoch": None, "bad_epochs": 0, "stopped": None}
         best_weights: dict[str, torch.Tensor] | None = None
-        ckpt = Path(self.s.checkpoint_dir) / CHECKPOINT if self.s.checkpoint_dir else None
-        if ckpt is not None and self.s.resume and ckpt.exists():
-            state, best_weights = self._load(ckpt, opt, sched)
+        if resuming:
+            state, best_weights = self._load(ckpt, opt, sched)  # restores the run's learning rate too
             self.record["resumed_from_epoch"] = state["epoch"]
+            self.record["lr"] = float(sched.base_lrs[0])
         elif self.evaluate is not None:
             # The starting weights are a candidate too: a student initialised from its teacher
             # (ss.zoo.shrink) can already be good, and training must not make it worse unnoticed.
@@ -197,6 +201,27 @@ class Trainer:
         return self.history
 
     # ------------------------------------------------------------ helpers
+    def _choose_lr(self, total: int, resuming: bool) -> float:
+        if self.s.lr != "auto":
+            self.record["lr"] = float(self.s.lr)
+            return float(self.s.lr)
+        if resuming:
+            return CANDIDATES[0]  # a placeholder: the checkpoint's optimizer state sets the rate
+        steps = probe_steps(total)
+        # Every rank runs the same seeded test on the whole batch (no gradient sync needed), and
+        # rank 0's choice is broadcast so the processes can never disagree.
+        lr, table = range_test(self.objective, self.n_rows, self.s.batch_size,
+                               lambda params, rate: _optimizer(dataclasses.replace(self.s, lr=rate), params),
+                               steps=steps, seed=self.s.seed, grad_clip=self.s.grad_clip)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            box = [lr]
+            dist.broadcast_object_list(box, src=0)
+            lr = float(box[0])
+        self.record.update(lr=lr, lr_range_test={"steps_per_candidate": steps, "candidates": table})
+        return lr
+
     def _wrap(self) -> nn.Module:
         if self.world_size == 1:
             return self.objective
@@ -250,7 +275,7 @@ class Trainer:
                 f"in {ckpt}" if ckpt is not None else "no checkpoint_dir was set, so nothing was saved")
         return TrainingDivergedError(
             f"the loss became non-finite at epoch {epoch + 1}, step {step + 1} ({parts}); training stopped and {keep}. "
-            f"Lower lr (now {self.s.lr:g}), keep grad_clip set, or check the inputs and teacher outputs for NaN/inf"
+            f"Lower lr (now {self.record.get('lr', self.s.lr)}), keep grad_clip set, or check the inputs and teacher outputs for NaN/inf"
         )
 
     def _save(self, path: Path, opt: Any, sched: Any, state: dict[str, Any], best: dict[str, torch.Tensor] | None) -> None:

@@ -9,7 +9,6 @@ last stage, or a cost budget), with each stage's cost measured as its latency pe
 
 from __future__ import annotations
 
-import itertools
 import numbers
 import time
 import warnings
@@ -18,14 +17,17 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import ClassifierMixin, clone
-from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.utils import _safe_indexing
+from sklearn.utils._tags import get_tags
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
 
 from .._utils import threads
 from ..errors import ConfigError, DataError, ModelError
+from ._cascade_thresholds import drop_upper_bound, evaluate_grid, fold_count, out_of_fold_probas, stratified_split
+from ._cascade_thresholds import evaluate_grid as _evaluate_grid  # noqa: F401  (kept for older imports)
+from ._cascade_thresholds import pareto as _pareto
 from ._stage_checks import check_estimator_list, check_same_classes, is_fitted, row_indexable
 
 __all__ = ["Cascade", "confidence_scores", "CONFIDENCE_MEASURES"]
@@ -71,11 +73,18 @@ class Cascade(ClassifierMixin, _BaseComposition):
     A threshold of 1.0 therefore means the stage never answers, 0.0 that it answers everything
     short of a perfect tie.
 
-    Thresholds are tuned on validation data: with ``prefit=False`` the stages are cloned and fitted
-    on a stratified ``1 - validation_fraction`` share of ``fit``'s data and the thresholds tuned on
-    the held-out rest (a held-out split rather than out-of-fold predictions, because the last stage
-    is usually an expensive ensemble that k-fold refitting would multiply). With ``prefit=True``
-    the stages are used as given and all of ``fit``'s data is the validation data.
+    Thresholds are tuned on predictions the stages did not train on. With ``prefit=False`` and
+    ``cv=5`` (the default), each stage is cross-fitted: the out-of-fold probabilities of 5 clones,
+    each fitted on four fifths of ``fit``'s data, cover every training row, the thresholds are tuned
+    on all of them, and the stages are then fitted on all the data. With ``cv=None`` a stratified
+    ``validation_fraction`` share is held out instead (cheaper when the last stage is an expensive
+    ensemble that k-fold refitting would multiply). With ``prefit=True`` the stages are used as
+    given and all of ``fit``'s data is the validation data.
+
+    The accuracy promise holds with a stated confidence: the cheapest thresholds are chosen whose
+    one-sided upper bound on the accuracy drop against the last stage, at confidence ``1 - risk``
+    (exact binomial bounds on the rows where the two disagree, see :func:`drop_upper_bound`), is
+    within ``max_accuracy_drop``. ``expected_drop_`` and ``drop_bound_`` report both figures.
 
     Parameters
     ----------
@@ -88,14 +97,19 @@ class Cascade(ClassifierMixin, _BaseComposition):
     thresholds : sequence of float in [0, 1], default=None
         One threshold per stage but the last. ``None`` tunes them to the goal below.
     max_accuracy_drop : float in [0, 1], default=0.002
-        The goal when ``cost_budget`` is None: the cheapest thresholds whose validation accuracy is
-        at most this far (absolute, 0.002 = 0.2 points) below the last stage's own accuracy.
+        The goal when ``cost_budget`` is None: the cheapest thresholds whose accuracy on new data is
+        at most this far (absolute, 0.002 = 0.2 points) below the last stage's own accuracy, with
+        confidence ``1 - risk``.
+    risk : float in (0, 0.5], default=0.05
+        The accepted chance that the promise fails: the upper bound on the drop is taken at
+        confidence ``1 - risk``. ``None`` uses the older rule below (``safety``).
     safety : float >= 0, default=1.0
-        Margin for the validation set's noise, in standard errors: the chosen thresholds must keep
-        the validation accuracy drop *plus* ``safety`` standard errors of that drop (the paired
-        difference against the last stage, row by row) within ``max_accuracy_drop``. With 0 the
-        point estimate decides, and on new data the goal then fails about half the time; larger
-        validation sets give a smaller margin.
+        Only with ``risk=None``: the validation drop *plus* ``safety`` paired standard errors must
+        be within ``max_accuracy_drop`` (a normal approximation, too tight when few rows disagree).
+    cv : int >= 2 or None, default=5
+        Folds of the cross-fitting that tunes the thresholds (``prefit=False`` only); a class
+        with fewer rows than ``cv`` lowers it to that count (said in ``record_``). ``None`` holds
+        out ``validation_fraction`` instead.
     cost_budget : float, default=None
         Alternative goal: the most accurate thresholds whose mean cost per sample (in the unit of
         ``costs_``, milliseconds unless ``costs`` is given) is within this budget.
@@ -109,17 +123,17 @@ class Cascade(ClassifierMixin, _BaseComposition):
         Use the stages as fitted; ``fit`` then only measures costs and tunes thresholds. Wrap the
         stages in ``ss.Frozen`` to keep them fitted through ``sklearn.base.clone``.
     validation_fraction : float in (0, 1), default=0.25
-        Share of the data held out for tuning when ``prefit=False``.
+        Share of the data held out for tuning when ``prefit=False`` and ``cv=None``.
     refit : bool, default=False
-        After tuning, refit every stage on all of ``fit``'s data (``prefit=False`` only). The
-        thresholds were tuned on the models fitted without the validation share.
+        With ``cv=None``: after tuning, refit every stage on all of ``fit``'s data. (Cross-fitting
+        always ends with the stages fitted on all the data.)
     n_thresholds : int, default=50
         Candidate thresholds per stage (quantiles of its validation confidence, plus 0 and 1).
         With more than two stages the product grid is capped at 4096 points.
     cost_batch_size, cost_repeats, n_threads : int
         How costs are measured (see ``costs``).
     random_state : int, default=0
-        Seed of the validation split.
+        Seed of the folds (or of the validation split).
 
     Attributes
     ----------
@@ -145,6 +159,14 @@ class Cascade(ClassifierMixin, _BaseComposition):
         Validation accuracy and mean cost per sample at ``thresholds_``.
     reference_accuracy_, reference_cost_ : float
         Validation accuracy and cost per sample of the last stage alone.
+    expected_drop_, drop_bound_ : float
+        At ``thresholds_``: the accuracy drop against the last stage on the tuning predictions, and
+        its one-sided upper bound at confidence ``confidence_``.
+    confidence_ : float
+        ``1 - risk`` (with ``risk=None``: the normal-approximation confidence of ``safety``).
+    record_ : dict
+        What the thresholds were tuned on (``tuned_on``, ``rows``, ``folds``), the goal, and the
+        drop figures above, as plain JSON-able values.
     goal_met_ : bool
         False when no threshold setting met ``cost_budget`` (the cheapest one is used, with a warning).
         Given ``thresholds`` are used as they are (and added to ``curve_``).
@@ -168,7 +190,9 @@ class Cascade(ClassifierMixin, _BaseComposition):
         confidence: str = "max_prob",
         thresholds: Sequence[float] | None = None,
         max_accuracy_drop: float = 0.002,
+        risk: float | None = 0.05,
         safety: float = 1.0,
+        cv: int | None = 5,
         cost_budget: float | None = None,
         costs: Sequence[float] | None = None,
         prefit: bool = False,
@@ -184,7 +208,9 @@ class Cascade(ClassifierMixin, _BaseComposition):
         self.confidence = confidence
         self.thresholds = thresholds
         self.max_accuracy_drop = max_accuracy_drop
+        self.risk = risk
         self.safety = safety
+        self.cv = cv
         self.cost_budget = cost_budget
         self.costs = costs
         self.prefit = prefit
@@ -212,6 +238,11 @@ class Cascade(ClassifierMixin, _BaseComposition):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        # Rows pass to the stages unchanged, so sparse input works exactly when every stage takes it.
+        try:
+            tags.input_tags.sparse = all(get_tags(est).input_tags.sparse for _, est in self.stages)
+        except (TypeError, ValueError, AttributeError):
+            tags.input_tags.sparse = False
         return tags
 
     # -- fit ---------------------------------------------------------------------------------
@@ -228,22 +259,37 @@ class Cascade(ClassifierMixin, _BaseComposition):
         if len(np.unique(y)) < 2:
             raise DataError(f"Cascade needs at least 2 classes in y, got only one class: {np.unique(y).tolist()}")
 
+        self.record_: dict[str, Any] = {}
         if self.prefit:
             for name, est in self.stages:
                 if not is_fitted(est):
                     raise ModelError(f"stage {name!r} is not fitted but prefit=True; fit it first or pass prefit=False")
             fitted = list(self.stages)
             X_val, y_val = X, y
+            self.record_.update(tuned_on="the prefit stages' predictions on fit's data", rows=int(n))
+        elif self.cv is not None:
+            folds = fold_count(y, int(self.cv))
+            fitted = [(name, clone(est).fit(X, y)) for name, est in self.stages]
+            self.classes_ = check_same_classes(fitted, "stage")
+            probas = out_of_fold_probas(self.stages, X, y, self.classes_, folds, self.random_state)
+            X_val, y_val = X, y
+            self.record_.update(tuned_on=f"{folds}-fold out-of-fold predictions over every training row", rows=int(n),
+                                folds=folds)
+            if folds < int(self.cv):
+                self.record_["folds_note"] = (f"cv={self.cv} lowered to {folds}: the rarest class has {folds} rows, "
+                                              "and every training fold must hold every class")
         else:
-            X_tr, X_val, y_tr, y_val = _stratified_split(X, y, self.validation_fraction, self.random_state)
+            X_tr, X_val, y_tr, y_val = stratified_split(X, y, self.validation_fraction, self.random_state)
             fitted = [(name, clone(est).fit(X_tr, y_tr)) for name, est in self.stages]
+            self.record_.update(tuned_on=f"a held-out {self.validation_fraction:g} share", rows=int(len(y_val)))
         self.classes_ = check_same_classes(fitted, "stage")
         unknown = np.setdiff1d(np.unique(y_val), self.classes_)
         if len(unknown):
             raise DataError(f"validation labels {unknown.tolist()} are not among the stages' classes "
                             f"{self.classes_.tolist()}; fit the stages on data with every label")
 
-        probas = [np.asarray(est.predict_proba(X_val)) for _, est in fitted]
+        if self.prefit or self.cv is None:
+            probas = [np.asarray(est.predict_proba(X_val)) for _, est in fitted]
         correct = np.stack([self.classes_[p.argmax(axis=1)] == y_val for p in probas])
         conf = np.stack([confidence_scores(p, self.confidence) for p in probas[:-1]]) if len(probas) > 1 \
             else np.empty((0, len(y_val)))
@@ -251,14 +297,16 @@ class Cascade(ClassifierMixin, _BaseComposition):
         # rows per call the costs were measured at (fewer than cost_batch_size on small validation sets)
         self.cost_batch_ = batch = min(int(self.cost_batch_size), len(y_val))
 
-        self.curve_ = _evaluate_grid(conf, correct, self.costs_, self._grids(conf), self.call_overhead_, batch)
+        self.curve_ = self._with_bound(evaluate_grid(conf, correct, self.costs_, self._grids(conf),
+                                                     self.call_overhead_, batch), len(y_val))
         self.reference_accuracy_ = float(correct[-1].mean())
         self.reference_cost_ = float(self.costs_[-1])
         if self.thresholds is None:
             choice = self._choose()
         else:  # the user's thresholds, placed on the curve so it stays comparable
-            given = _evaluate_grid(conf, correct, self.costs_, [np.array([t]) for t in self.thresholds],
-                                   self.call_overhead_, batch)
+            given = self._with_bound(evaluate_grid(conf, correct, self.costs_,
+                                                   [np.array([t]) for t in self.thresholds], self.call_overhead_, batch),
+                                     len(y_val))
             self.curve_ = {k: np.concatenate([self.curve_[k], given[k]]) for k in self.curve_}
             self.curve_["pareto"] = _pareto(self.curve_["accuracy"], self.curve_["cost"])
             self.goal_met_ = True
@@ -267,12 +315,37 @@ class Cascade(ClassifierMixin, _BaseComposition):
         self.validation_accuracy_ = float(self.curve_["accuracy"][choice])
         self.mean_cost_ = float(self.curve_["cost"][choice])
         self.stage_share_ = {name: float(s) for name, s in zip(names, self.curve_["stage_share"][choice])}
+        self.expected_drop_ = float(self.curve_["drop"][choice])
+        self.drop_bound_ = float(self.curve_["drop_bound"][choice])
+        self.confidence_ = self._confidence()
+        self.record_.update(goal=(f"cost_budget={self.cost_budget}" if self.cost_budget is not None else
+                                  f"max_accuracy_drop={self.max_accuracy_drop} at confidence {self.confidence_:.3g}"),
+                            expected_drop=self.expected_drop_, drop_bound=self.drop_bound_, confidence=self.confidence_,
+                            thresholds=[float(t) for t in self.thresholds_], goal_met=bool(self.goal_met_))
 
-        if self.refit and not self.prefit:
+        if self.refit and not self.prefit and self.cv is None:
             fitted = [(name, clone(est).fit(X, y)) for name, est in self.stages]
             check_same_classes(fitted, "stage")
         self.stages_ = fitted
         return self
+
+    def _confidence(self) -> float:
+        if self.risk is not None:
+            return 1.0 - float(self.risk)
+        from scipy.stats import norm
+
+        return float(norm.cdf(float(self.safety)))
+
+    def _with_bound(self, curve: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+        """Add each setting's drop against the last stage and its upper bound at ``confidence_``."""
+        drop = (curve["worse"] - curve["better"]) / max(n, 1)
+        if self.risk is not None:
+            bound = drop_upper_bound(curve["worse"], curve["better"], n, float(self.risk))
+        else:
+            bound = drop + float(self.safety) * curve["drop_se"]
+        # A setting that defers every row is the last stage itself: no drop on any data.
+        bound = np.where(curve["stage_share"][:, -1] >= 1.0, 0.0, bound)
+        return {**curve, "drop": drop, "drop_bound": bound}
 
     def _validate_params(self) -> None:
         if self.confidence not in CONFIDENCE_MEASURES:
@@ -280,6 +353,13 @@ class Cascade(ClassifierMixin, _BaseComposition):
         if not 0.0 <= float(self.max_accuracy_drop) <= 1.0:
             raise ConfigError(f"max_accuracy_drop={self.max_accuracy_drop!r} is outside [0, 1]; it is an absolute "
                               "accuracy difference, e.g. 0.002 for 0.2 points")
+        if self.risk is not None and not (isinstance(self.risk, numbers.Real) and 0.0 < float(self.risk) <= 0.5):
+            raise ConfigError(f"risk={self.risk!r} must be a probability in (0, 0.5], e.g. 0.05 for a promise that "
+                              "holds with 95% confidence, or None for the older safety rule")
+        if self.cv is not None and (isinstance(self.cv, bool) or not isinstance(self.cv, numbers.Integral)
+                                    or int(self.cv) < 2):
+            raise ConfigError(f"cv={self.cv!r} must be an integer >= 2 (folds of the cross-fitting, e.g. 5), or None "
+                              "to hold out validation_fraction instead")
         if not (isinstance(self.safety, numbers.Real) and 0.0 <= float(self.safety) < 10.0):
             raise ConfigError(f"safety={self.safety!r} must be a number of standard errors in [0, 10), e.g. 1.0; "
                               "0 tunes to the validation point estimate")
@@ -354,9 +434,8 @@ class Cascade(ClassifierMixin, _BaseComposition):
                 return int(np.lexsort((-acc, cost))[0])
             idx = np.flatnonzero(ok)
             return int(idx[np.lexsort((cost[idx], -acc[idx]))[0]])
-        floor = self.reference_accuracy_ - float(self.max_accuracy_drop) - 1e-12
-        # never empty: "all stages defer" is on the grid, with no drop and no spread
-        idx = np.flatnonzero(acc - float(self.safety) * self.curve_["drop_se"] >= floor)
+        # never empty: "all stages defer" is on the grid, with no drop and a bound of 0
+        idx = np.flatnonzero(self.curve_["drop_bound"] <= float(self.max_accuracy_drop) + 1e-12)
         return int(idx[np.lexsort((-acc[idx], cost[idx]))[0]])
 
     # -- predict -----------------------------------------------------------------------------
@@ -392,64 +471,3 @@ class Cascade(ClassifierMixin, _BaseComposition):
     def answered_by(self, X: Any) -> np.ndarray:
         """Index of the stage that answers each row (to compute stage shares on new data)."""
         return self._route(X)[1]
-
-
-def _stratified_split(X: Any, y: np.ndarray, fraction: float, seed: int | None):
-    classes, counts = np.unique(y, return_counts=True)
-    if counts.min() < 2:
-        raise DataError(f"Cascade holds out validation data per class, but class {classes[counts.argmin()].item()!r} has "
-                        f"{counts.min()} sample; give every class at least 2 samples or fit the stages yourself "
-                        "and pass prefit=True")
-    n_val = max(int(round(fraction * len(y))), len(classes))
-    if len(y) - n_val < len(classes):
-        raise DataError(f"Cascade cannot hold out {n_val} of {len(y)} samples and still train on every class; "
-                        "pass more data, a smaller validation_fraction, or prefit=True")
-    split = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
-    tr, va = next(split.split(np.zeros(len(y)), y))
-    return _safe_indexing(X, tr), _safe_indexing(X, va), y[tr], y[va]
-
-
-def _evaluate_grid(conf: np.ndarray, correct: np.ndarray, costs: np.ndarray, grids: list[np.ndarray],
-                   overhead: np.ndarray | None = None, batch: int = 256) -> dict[str, np.ndarray]:
-    """Accuracy, mean cost and stage shares of every threshold combination on validation data.
-
-    ``costs`` are per sample at a full batch of ``batch`` rows, of which ``overhead`` is paid per
-    call: a stage reached by a share ``r`` of rows costs ``(costs - overhead / batch) * r`` per row
-    plus its overhead once for every batch with a deferred row, ``overhead * (1 - (1 - r) ** batch) / batch``.
-    """
-    overhead = np.zeros(len(costs)) if overhead is None else np.asarray(overhead, dtype=float)
-    per_row = np.asarray(costs, dtype=float) - overhead / batch
-    n_stages, n = correct.shape
-    combos = np.array(list(itertools.product(*grids)), dtype=float).reshape(-1, n_stages - 1)
-    acc = np.empty(len(combos))
-    se = np.empty(len(combos))
-    cost = np.empty(len(combos))
-    share = np.empty((len(combos), n_stages))
-    rows = np.arange(n)
-    for i, t in enumerate(combos):
-        answer = np.full(n, n_stages - 1)
-        pending = np.ones(n, dtype=bool)
-        for s in range(n_stages - 1):
-            take = pending & (conf[s] > t[s])
-            answer[take] = s
-            pending &= ~take
-        right = correct[answer, rows]
-        acc[i] = right.mean()
-        # standard error of the accuracy difference against the last stage, paired row by row
-        se[i] = float(np.std(right.astype(float) - correct[-1], ddof=1) / np.sqrt(n)) if n > 1 else 0.0
-        share[i] = np.bincount(answer, minlength=n_stages) / n
-        reach = 1.0 - np.concatenate([[0.0], np.cumsum(share[i])[:-1]])  # share that runs stage s
-        cost[i] = float(reach @ per_row + overhead @ (1.0 - (1.0 - reach) ** batch) / batch)
-    return {"thresholds": combos, "accuracy": acc, "cost": cost, "stage_share": share, "drop_se": se,
-            "pareto": _pareto(acc, cost)}
-
-
-def _pareto(acc: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    order = np.lexsort((-acc, cost))
-    mask = np.zeros(len(acc), dtype=bool)
-    best = -np.inf
-    for i in order:
-        if acc[i] > best:
-            mask[i] = True
-            best = acc[i]
-    return mask

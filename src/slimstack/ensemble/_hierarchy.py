@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.linear_model import LogisticRegression
@@ -19,7 +20,7 @@ from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.utils import _safe_indexing
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
+from sklearn.utils.validation import _num_samples, assert_all_finite, check_is_fitted, column_or_1d
 
 from ..errors import ConfigError, DataError, ModelError
 from ._stage_checks import is_fitted, row_indexable
@@ -152,6 +153,31 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
                 return m.n_features_in_
         raise AttributeError("no member of this HierarchicalClassifier records n_features_in_")
 
+    def __sklearn_tags__(self):
+        from sklearn.utils import get_tags
+
+        tags = super().__sklearn_tags__()
+        # Rows pass to router and specialists unchanged: sparse input works when every member takes it.
+        members = [self.router if self.router is not None else LogisticRegression(max_iter=1000)]
+        spec = self.specialists
+        members += list(spec.values()) if isinstance(spec, Mapping) else ([spec] if spec is not None else [])
+        members += [self.grouping_estimator] if self.grouping_estimator is not None else []
+        try:
+            tags.input_tags.sparse = all(get_tags(m).input_tags.sparse for m in members)
+            tags.input_tags.allow_nan = all(get_tags(m).input_tags.allow_nan for m in members)
+        except (TypeError, ValueError, AttributeError):
+            tags.input_tags.sparse = tags.input_tags.allow_nan = False
+        return tags
+
+    def _finite(self, X: Any) -> Any:
+        """Refuse NaN/inf unless every member takes them: with a single group only the specialist
+        runs, so a member that accepts NaN would otherwise decide for the whole model."""
+        X = row_indexable(X)
+        if not self.__sklearn_tags__().input_tags.allow_nan and (isinstance(X, np.ndarray) or sp.issparse(X)) \
+                and np.issubdtype(X.dtype, np.number):
+            assert_all_finite(X.data if sp.issparse(X) else X, input_name="X")
+        return X
+
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any) -> HierarchicalClassifier:
         """Fit the router on group labels and each specialist on its group's rows."""
@@ -159,7 +185,7 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
             raise ConfigError(f"routing={self.routing!r} is not allowed; use one of {ROUTINGS}")
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        X = row_indexable(X)
+        X = self._finite(X)
         if _num_samples(X) != len(y):
             raise DataError(f"HierarchicalClassifier.fit got {_num_samples(X)} rows in X but {len(y)} labels")
         self.classes_ = np.unique(y)
@@ -289,7 +315,7 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Hard routing: the top group's specialist; soft: sum of group prob times specialist prob."""
         check_is_fitted(self, "specialists_")
-        X = row_indexable(X)
+        X = self._finite(X)
         group_p = self._group_proba(X)
         proba = np.zeros((len(group_p), len(self.classes_)))
         top = group_p.argmax(axis=1)
@@ -309,6 +335,7 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
     def predict_group(self, X: Any) -> np.ndarray:
         """The router's group name for every row."""
         check_is_fitted(self, "specialists_")
+        X = self._finite(X)
         return np.asarray(list(self.groups_))[self._group_proba(X).argmax(axis=1)]
 
 

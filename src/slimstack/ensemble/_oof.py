@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,10 +48,18 @@ def make_folds(cv: Any, X, y, groups=None, *, classifier: bool, random_state=Non
             raise DataError(f"cv={cv} is larger than the number of samples (n_samples={n}); use cv <= {n}.")
         if classifier:
             _, counts = np.unique(y, return_counts=True)
-            if cv > counts.min():
+            if cv > counts.min() and counts.min() < 2:
                 raise DataError(
-                    f"cv={cv} is larger than the smallest class, which has {counts.min()} samples; every fold "
-                    f"needs each class. Use cv <= {counts.min()} or collect more samples of that class.")
+                    f"cv={cv} is larger than the smallest class, which has {counts.min()} sample; every fold "
+                    "needs each class. Collect more samples of that class, or drop it.")
+            if cv > counts.min():
+                # Fewer folds still give every row an out-of-fold prediction; say so rather than refuse
+                # (scikit-learn's own estimator checks fit 10-row sets with 3-row classes).
+                warnings.warn(f"cv={cv} is larger than the smallest class, which has {counts.min()} samples; "
+                              f"using cv={counts.min()} folds so every fold holds each class. Pass cv <= "
+                              f"{counts.min()} to silence this, or collect more samples of that class.",
+                              UserWarning, stacklevel=4)
+                cv = int(counts.min())
             splitter = (StratifiedGroupKFold(cv, shuffle=True, random_state=random_state) if groups is not None
                         else StratifiedKFold(cv, shuffle=True, random_state=random_state))
         else:
