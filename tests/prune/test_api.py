@@ -2,7 +2,7 @@ import importlib
 
 import slimstack as ss
 
-# ``ss.prune`` is the verb; the subpackage of the same name is reached through importlib or ``from slimstack.prune import``.
+# ``ss.prune`` is the subpackage, callable as the verb (``sp.prune``).
 sp = importlib.import_module("slimstack.prune")
 
 
@@ -10,7 +10,8 @@ def test_public_names_exist_and_are_documented():
     for name in sp.__all__:
         obj = getattr(sp, name)
         assert obj.__doc__ and obj.__doc__.strip(), name
-    for name in ("prune", "MagnitudePruning", "NMPruning", "StructuredPruning", "TreePruning", "PruneResult"):
+    assert "prune" in ss.__all__ and ss.prune is sp and sp.__verb__ is sp.prune
+    for name in ("MagnitudePruning", "NMPruning", "StructuredPruning", "TreePruning", "PruneResult"):
         assert name in ss.__all__ and getattr(ss, name) is getattr(sp, name)
 
 

@@ -80,10 +80,11 @@ def test_onnxruntime_only_observer_mismatch_names_the_fix(mlp, digits):
 def test_public_names_exist_and_are_documented():
     import importlib
 
-    q = importlib.import_module("slimstack.quantize")  # ss.quantize is the verb; the subpackage lives in sys.modules
+    q = importlib.import_module("slimstack.quantize")  # ss.quantize is this package, callable as the verb
 
     for name in q.__all__:
         obj = getattr(q, name)
         assert obj.__doc__ and len(obj.__doc__.strip()) > 20, name
-    for name in ("quantize", "DynamicInt8", "StaticInt8", "WeightOnly", "QAT", "QuantResult"):
+    assert "quantize" in ss.__all__ and ss.quantize is q and q.__verb__ is q.quantize
+    for name in ("DynamicInt8", "StaticInt8", "WeightOnly", "QAT", "QuantResult"):
         assert name in ss.__all__ and getattr(ss, name) is getattr(q, name)

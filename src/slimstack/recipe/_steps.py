@@ -92,8 +92,6 @@ def _run_quantize(model: Any, config: Any, extra: dict[str, Any], ctx: StepConte
     if isinstance(config, QAT):
         return _run_qat(model, config, extra, ctx)
     kw: dict[str, Any] = {"calibration": ctx.train, "data": ctx.val, "threads": ctx.threads}
-    if kind == "distill":
-        _check_distill(extra)
     if "tolerance" in extra:
         kw["tolerance"] = extra["tolerance"]
     q = quantize(model, config, **kw)

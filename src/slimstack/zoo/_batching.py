@@ -61,8 +61,13 @@ def token_ids(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[lis
     if rust is not None:
         encode = getattr(rust, "encode_batch_fast", rust.encode_batch)  # _fast skips character offsets
         return [e.ids for e in encode(texts)]
-    return list(tokenizer(texts, truncation=True, max_length=max_length, padding=False,
-                          return_attention_mask=False, return_token_type_ids=False)["input_ids"])
+    # A tokenizer without a Rust backend, possibly a plain callable: the call every tokenizer answers
+    # (padded tensors), unpadded again through its attention mask.
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc.get("attention_mask")
+    if mask is None:
+        return [list(map(int, row)) for row in ids]
+    return [[int(t) for t, m in zip(row, keep, strict=True) if m] for row, keep in zip(ids, mask, strict=True)]
 
 
 def pad_ids(ids: Sequence[Sequence[int]], tokenizer: Any) -> dict[str, torch.Tensor]:
