@@ -6,7 +6,7 @@ every result with ``measure``/``compare``. See ``../README.md`` for the tour.
 
 from __future__ import annotations
 
-from . import datasets, io, recipe, report, zoo
+from . import datasets, io, llm, recipe, report, zoo
 from .io import load, save
 from .measure import Comparison, Measurement, compare, measure
 from ._config import Config, config_from_dict, register_config
@@ -53,6 +53,7 @@ __all__ = [
     "datasets",
     "zoo",
     "io",
+    "llm",
     "recipe",
     "report",
     # measure

@@ -15,8 +15,16 @@ from ._models import (
 from ._shrink import shrink, spread_layers
 from ._train import train
 
+
+def smollm2(*, cache: bool = True):
+    """SmolLM2-135M-Instruct as a float32 :class:`slimstack.llm.CausalLM` (see :func:`slimstack.llm.smollm2`)."""
+    from ..llm import smollm2 as _smollm2
+
+    return _smollm2(cache=cache)
+
+
 __all__ = [
     "DigitsCNN", "DigitsMLP", "DigitsResNet", "SentenceEncoder", "architectures", "build_architecture",
     "digits_cnn", "digits_mlp", "digits_resnet", "load_hf_encoder", "minilm", "minilm_path",
-    "register_architecture", "shrink", "spread_layers", "train",
+    "register_architecture", "shrink", "smollm2", "spread_layers", "train",
 ]

@@ -1,0 +1,8 @@
+"""Causal language models: :class:`CausalLM`, ``ss.zoo.smollm2()``, and their save/load formats."""
+
+from ._causal_lm import CausalLM
+from ._io import CausalLMFormat, GGUFFormat, is_causal_lm_config, load_hf_causal_lm
+from ._zoo import cache_dir, load_gguf, smollm2, smollm2_gguf_path
+
+__all__ = ["CausalLM", "CausalLMFormat", "GGUFFormat", "cache_dir", "is_causal_lm_config", "load_gguf",
+           "load_hf_causal_lm", "smollm2", "smollm2_gguf_path"]
