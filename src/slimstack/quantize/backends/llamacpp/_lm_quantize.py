@@ -46,12 +46,13 @@ def is_causal_lm(obj: Any) -> bool:
 
 
 def _rewrap(lm: Any, hf: nn.Module) -> Any:
-    new = copy.copy(lm)
-    for attr in ("model", "hf_model", "module"):
-        if isinstance(getattr(lm, attr, None), nn.Module):
-            setattr(new, attr, hf)
-            break
-    return new
+    """A new CausalLM around the quantized transformers model (the input LM is left as it was)."""
+    try:
+        return type(lm)(hf, lm.tokenizer, name=f"{getattr(lm, 'name', 'lm')} (WeightOnly, torch)")
+    except TypeError:
+        new = copy.deepcopy(lm)
+        new.model = hf
+        return new
 
 
 class _Rounder:
@@ -83,6 +84,20 @@ class _Rounder:
         qt = self(name, fmt, "rtn")
         w = self.params[name].detach()
         return output_error(w, qt.dequantize(), h, self.n) if h is not None else float((w - qt.dequantize()).pow(2).sum())
+
+
+_MEMO: dict[tuple, dict] = {}
+
+
+def _memo(hf: nn.Module, windows: list[torch.Tensor], names: list[str]) -> dict:
+    """Per-process reuse of Hessians, roundings and sensitivities when the same float model and calibration
+    windows are quantized again (several configs of one model: a benchmark, the fallback). One entry kept."""
+    sig = sum(float(p.detach().float().abs().sum()) for p in list(hf.parameters())[:4])
+    key = (id(hf), sig, hash(tuple(hash(w.numpy().tobytes()) for w in windows)), tuple(names))
+    if key not in _MEMO:
+        _MEMO.clear()
+        _MEMO[key] = {}
+    return _MEMO[key]
 
 
 def _backend(cfg: Any, hf: nn.Module, notes: list[str]) -> list[str]:
@@ -181,7 +196,10 @@ def quantize_lm(lm: Any, cfg: Any, *, calibration: Any, data: Any = None, tolera
     torch.set_num_threads(threads)
     hf = hf.eval()
     windows = calibration_windows(tok, calibration, cfg.window, cfg.calibration_size, seed)
-    hess, n_tok = collect_hessians(hf, windows, names)
+    memo = _memo(hf, windows, names)
+    if "hess" not in memo:
+        memo["hess"] = collect_hessians(hf, windows, names)
+    hess, n_tok = memo["hess"]
     params = dict(hf.named_parameters())
     tensors = [n + ".weight" for n in names]
     tied = getattr(hf.config, "tie_word_embeddings", False)
@@ -193,7 +211,8 @@ def quantize_lm(lm: Any, cfg: Any, *, calibration: Any, data: Any = None, tolera
     ladders = {n: ladder(base, cfg.bits) for n in tensors}
     if quant_head and cfg.bits_per_weight == 0:
         ladders[head] = ["Q8_0"]  # the head decides every token: 8 bits unless a budget says otherwise
-    rounder = _Rounder(hf, hess, n_tok, cfg.method, group)
+    rounder = memo.setdefault(("rounder", group), _Rounder(hf, hess, n_tok, cfg.method, group))
+    rounder.method = cfg.method
     layer_kld: dict[str, float] = {}
     share: dict[str, float] = {}
     if cfg.bits_per_weight or tolerance is not None:
@@ -202,7 +221,10 @@ def quantize_lm(lm: Any, cfg: Any, *, calibration: Any, data: Any = None, tolera
             units.setdefault(layer_of(n), []).append(n)
         rounded = {n: rounder(n, ladders[n][0], "rtn").dequantize() for n in tensors}
         sens_windows = windows[: min(4, len(windows))]
-        layer_kld = measure_sensitivity(hf, units, rounded, sens_windows)
+        key = ("sensitivity", group, tuple(sorted((n, ladders[n][0]) for n in tensors)))
+        if key not in memo:
+            memo[key] = measure_sensitivity(hf, units, rounded, sens_windows)
+        layer_kld = memo[key]
     if cfg.bits_per_weight:
         numel = {n: params[n].numel() for n in tensors}
         errors = {n: {f: rounder.error(n, f) for f in ladders[n]} for n in tensors}
