@@ -18,6 +18,18 @@ from .conftest import TEXT, make_tokenizer
 CALIB = [TEXT, TEXT.upper(), TEXT[::-1]]
 
 
+def _q(*args, **kw):
+    return ss.quantize(*args, threads=1, **kw)  # one thread: on a loaded 2-core machine two spin-wait
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def quant_llama(seed: int = 0):
     """Two Llama layers, hidden 64 (GQA 4/2 heads), with weights large enough that 4-bit rounding shows."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -66,8 +78,8 @@ def test_quant_gptq_lowers_layer_output_error_vs_round_to_nearest(fmt, group):
 
 def test_quant_gptq_beats_rtn_on_the_model_and_leaves_input_alone(lm):
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
-    rtn = ss.quantize(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch", method="rtn"), calibration=CALIB)
-    gq = ss.quantize(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch"), calibration=CALIB)
+    rtn = _q(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch", method="rtn"), calibration=CALIB)
+    gq = _q(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch"), calibration=CALIB)
     assert all(torch.equal(before[k], v) for k, v in lm.model.state_dict().items())
     assert type(gq.model) is type(lm) and isinstance(gq.model.generate("The quick", 4), str)
     k_rtn, k_gptq = _kld(lm, rtn.model), _kld(lm, gq.model)
@@ -87,7 +99,7 @@ def test_quant_gptq_beats_rtn_on_the_model_and_leaves_input_alone(lm):
 def test_quant_group_size_that_does_not_fit_names_layer_and_sizes(lm, kw, match, monkeypatch):
     monkeypatch.setattr(_lm_quantize, "llama_cpp_available", lambda: (True, ""))
     with pytest.raises(ConfigError, match=match):
-        ss.quantize(lm, ss.WeightOnly(bits=4, **kw), calibration=CALIB)
+        _q(lm, ss.WeightOnly(bits=4, **kw), calibration=CALIB)
 
 
 @pytest.mark.parametrize("make,match", [
@@ -103,26 +115,26 @@ def test_quant_lm_config_errors(make, match):
 
 def test_quant_lm_needs_calibration_text(lm):
     with pytest.raises(DataError, match="calibration="):
-        ss.quantize(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch"))
+        _q(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch"))
     with pytest.raises(DataError, match="empty"):
-        ss.quantize(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch"), calibration=["", "  "])
+        _q(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch"), calibration=["", "  "])
     with pytest.raises(ConfigError, match="WeightOnly"):
-        ss.quantize(lm, ss.DynamicInt8(), calibration=CALIB)
+        _q(lm, ss.DynamicInt8(), calibration=CALIB)
 
 
 def test_quant_falls_back_to_torch_and_says_so_when_llama_cpp_is_missing(lm, monkeypatch):
     monkeypatch.setattr(_lm_quantize, "llama_cpp_available",
                         lambda: (False, "llama-cpp-python is not importable (ImportError: no module)"))
-    r = ss.quantize(lm, ss.WeightOnly(bits=8, group_size=32), calibration=CALIB)
+    r = _q(lm, ss.WeightOnly(bits=8, group_size=32), calibration=CALIB)
     assert r.record.backend == "torch"
     assert any("fell back to torch" in n and "not importable" in n for n in r.record.notes)
     assert _kld(lm, r.model) < 0.01
     with pytest.raises(ss.errors.ModelError, match="not importable"):
-        ss.quantize(lm, ss.WeightOnly(bits=8, group_size=32, backend="llamacpp"), calibration=CALIB)
+        _q(lm, ss.WeightOnly(bits=8, group_size=32, backend="llamacpp"), calibration=CALIB)
 
 
 def test_quant_mixed_precision_spends_the_budget_on_measured_sensitivity(lm):
-    r = ss.quantize(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch", bits_per_weight=6.0),
+    r = _q(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch", bits_per_weight=6.0),
                     calibration=CALIB)
     params = dict(lm.model.named_parameters())
     q = [x for x in r.record.layers if x["status"] == "quantized"]
@@ -131,12 +143,12 @@ def test_quant_mixed_precision_spends_the_budget_on_measured_sensitivity(lm):
     assert 5.0 < bpw <= 6.0
     assert {x["format"] for x in q} > {"Q4_0"}
     assert set(r.record.sensitivity) == {"model.layers.0", "model.layers.1"}
-    plain = ss.quantize(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch"), calibration=CALIB)
+    plain = _q(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch"), calibration=CALIB)
     assert _kld(lm, r.model) < _kld(lm, plain.model)
 
 
 def test_quant_kld_fallback_moves_sensitive_layers_to_8_bits(lm):
-    r = ss.quantize(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch"), calibration=CALIB,
+    r = _q(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch"), calibration=CALIB,
                     data=[TEXT[100:500]], tolerance=0.02)
     rec = r.record
     assert rec.quality_metric == "kld" and rec.fallback_met is True and rec.quality_quantized <= 0.02
@@ -146,8 +158,8 @@ def test_quant_kld_fallback_moves_sensitive_layers_to_8_bits(lm):
 
 
 def test_quant_lm_is_deterministic(lm):
-    a = ss.quantize(lm, ss.WeightOnly(bits=4, group_size=64, backend="torch"), calibration=CALIB, seed=3)
-    b = ss.quantize(quant_llama(), ss.WeightOnly(bits=4, group_size=64, backend="torch"), calibration=CALIB, seed=3)
+    a = _q(lm, ss.WeightOnly(bits=4, group_size=64, backend="torch"), calibration=CALIB, seed=3)
+    b = _q(quant_llama(), ss.WeightOnly(bits=4, group_size=64, backend="torch"), calibration=CALIB, seed=3)
     sa, sb = a.model.model.state_dict(), b.model.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     np.testing.assert_array_equal(a.model.logprobs(TEXT[:100])[1], b.model.logprobs(TEXT[:100])[1])

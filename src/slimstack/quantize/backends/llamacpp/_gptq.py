@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -85,39 +86,58 @@ def _inverse_chol(h: torch.Tensor, damp: float) -> tuple[torch.Tensor, torch.Ten
     raise RuntimeError("GPTQ: the calibration Hessian is not positive definite even after damping")
 
 
+def _fit(grid: Grid, g: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """numpy twin of :meth:`Grid.fit` for one group (rows, size): the GPTQ inner loop runs in numpy,
+    whose per-call overhead on these small vectors is a fraction of torch's."""
+    if grid.affine:
+        lo, hi = g.min(1), g.max(1)
+        return ((hi - lo) / grid.qmax).astype(np.float16).astype(np.float32), lo.astype(np.float16).astype(np.float32)
+    if grid.qmin == -grid.qmax:
+        d = np.abs(g).max(1) / grid.qmax
+    else:
+        d = g[np.arange(g.shape[0]), np.abs(g).argmax(1)] / grid.qmin
+    return d.astype(np.float16).astype(np.float32), None
+
+
 @torch.no_grad()
 def gptq(w: torch.Tensor, h: torch.Tensor, grid: Grid, group: int, damp: float = 0.01,
          clip: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Round ``w`` (rows, cols) onto ``grid`` in groups of ``group`` inputs with GPTQ; returns (q, d, m)."""
+    hinv_t, dead = _inverse_chol(h, damp)
     w = w.detach().float().clone()
-    rows, cols = w.shape
-    hinv, dead = _inverse_chol(h, damp)
     w[:, dead] = 0
+    w, hinv = w.numpy(), hinv_t.numpy()
+    rows, cols = w.shape
     block = group * max(1, 128 // group)
-    q = torch.zeros_like(w)
-    ds = torch.zeros(rows, cols // group)
-    ms = torch.zeros(rows, cols // group) if grid.affine else None
+    q = np.zeros_like(w)
+    ds = np.zeros((rows, cols // group), np.float32)
+    ms = np.zeros((rows, cols // group), np.float32) if grid.affine else None
+    lo_q, hi_q = float(grid.qmin), float(grid.qmax)
+    d = m = None
     for i1 in range(0, cols, block):
         i2 = min(i1 + block, cols)
-        w1 = w[:, i1:i2].clone()
-        err = torch.zeros_like(w1)
+        w1 = w[:, i1:i2].copy()
+        err = np.zeros_like(w1)
         hb = hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
             c = i1 + i
             if c % group == 0:
-                d, m = grid.fit(w1[:, i:i + group].unsqueeze(1), clip)
-                d, m = d[:, 0], None if m is None else m[:, 0]
+                d, m = _fit(grid, w1[:, i:i + group] * clip)
                 ds[:, c // group] = d
                 if ms is not None:
                     ms[:, c // group] = m
+                safe = np.where(d == 0, 1.0, d).astype(np.float32)
+                zero = d == 0
             col = w1[:, i]
-            qc = grid.codes(col, d, m)
+            x = (col - m) / safe if m is not None else col / safe
+            qc = np.clip(np.floor(x + 0.5), lo_q, hi_q)
+            qc[zero] = 0
             q[:, c] = qc
-            e = (col - grid.value(qc, d, m)) / hb[i, i]
-            w1[:, i:] -= e.unsqueeze(1) * hb[i, i:].unsqueeze(0)
+            e = (col - (qc * d + m if m is not None else qc * d)) / hb[i, i]
+            w1[:, i:] -= np.outer(e, hb[i, i:])
             err[:, i] = e
         w[:, i2:] -= err @ hinv[i1:i2, i2:]
-    return q, ds, ms
+    return torch.from_numpy(q), torch.from_numpy(ds), None if ms is None else torch.from_numpy(ms)
 
 
 def output_error(w: torch.Tensor, wq: torch.Tensor, h: torch.Tensor, n: int) -> float:

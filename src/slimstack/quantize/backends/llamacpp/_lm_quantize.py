@@ -71,12 +71,23 @@ class _Rounder:
         method = method or self.method
         key = (name, fmt + method)
         if key not in self.cache:
-            w, h, grid = self.params[name].detach(), self.hessian(name), GRIDS[fmt]
-            if method == "gptq" and h is not None:
-                q, d, m = gptq(w, h, grid, self.group)
-            else:
-                q, d, m = grid.round(w.float(), self.group)
-            self.cache[key] = QTensor(fmt, q, d, m)
+            h, grid = self.hessian(name), GRIDS[fmt]
+            if method == "gptq" and h is not None and fmt != "Q8_0":
+                # siblings reading the same input (q/k/v, gate/up) share H: one GPTQ over their stacked rows
+                group = [n for n in self.params if n.endswith(".weight") and self.hessian(n) is h
+                         and (n, key[1]) not in self.cache and n not in (EMBED, "lm_head.weight")] or [name]
+                if name not in group:
+                    group = [name]
+                ws = [self.params[n].detach() for n in group]
+                q, d, m = gptq(torch.cat(ws), h, grid, self.group)
+                at = 0
+                for n, w in zip(group, ws):
+                    sl = slice(at, at + w.shape[0])
+                    self.cache[(n, key[1])] = QTensor(fmt, q[sl], d[sl], None if m is None else m[sl])
+                    at += w.shape[0]
+            else:  # 8-bit rounding error is already far below what GPTQ's feedback buys at 4 bits
+                q, d, m = grid.round(self.params[name].detach().float(), self.group)
+                self.cache[key] = QTensor(fmt, q, d, m)
         return self.cache[key]
 
     def error(self, name: str, fmt: str) -> float:
@@ -180,6 +191,16 @@ def _decode_speed(models: dict[str, Any], tok: Any, threads: int) -> dict[str, f
 
 def quantize_lm(lm: Any, cfg: Any, *, calibration: Any, data: Any = None, tolerance: float | None = None,
                 threads: int = 2, seed: int = 0, out_dir: str | Path | None = None) -> QuantResult:
+    """Quantize a CausalLM (see the module docstring); the caller's torch thread count is restored after."""
+    before = torch.get_num_threads()
+    try:
+        return _quantize_lm(lm, cfg, calibration, data, tolerance, threads, seed, out_dir)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: float | None, threads: int, seed: int,
+                 out_dir: str | Path | None) -> QuantResult:
     hf, tok = lm_parts(lm)
     if calibration is None:
         raise DataError("quantizing a causal LM needs calibration= text (a few hundred windows of representative "
@@ -238,12 +259,15 @@ def quantize_lm(lm: Any, cfg: Any, *, calibration: Any, data: Any = None, tolera
         rec = {"formats": fmts, "config": cfg.to_dict()}
         if "llamacpp" in backends:
             folder = Path(out_dir or tempfile.mkdtemp(prefix="slimstack-gguf-"))
-            path = write_gguf(hf, tok, folder / f"model-{len(list(folder.glob('*.gguf')))}.gguf", chosen, record=rec)
+            path = write_gguf(hf, tok, folder / f"model-{len(list(folder.glob('*.gguf')))}.gguf", chosen, record=rec,
+                              pre=pre, name=str(getattr(lm, "name", "slimstack")))
             built["llamacpp"] = LlamaCppLM(path, n_threads=threads, record=rec)
         if "torch" in backends:
             built["torch"] = _build_torch(hf, chosen, group)
         return built, chosen
 
+    # llama.cpp's pre-tokenizer: SmolLM2's own name where the vocabulary is SmolLM2's, else byte-level GPT-2
+    pre = "smollm" if "smol" in str(getattr(lm, "name", "")).lower() and len(tok) == 49152 else "gpt2"
     built, chosen = build(formats)
     candidates: dict[str, dict[str, Any]] = {b: {} for b in backends}
     if len(backends) > 1:
@@ -266,8 +290,8 @@ def quantize_lm(lm: Any, cfg: Any, *, calibration: Any, data: Any = None, tolera
             continue
         r = {"name": n[: -len(".weight")] if n != EMBED else "model.embed_tokens", "type": "Linear" if n != EMBED
              else "Embedding (tied LM head)", "status": "quantized", "format": chosen[n].grid,
-             "bits_per_weight": GRIDS[chosen[n].grid].bpw, "method": cfg.method if rounder.hessian(n) is not None
-             else "rtn"}
+             "bits_per_weight": GRIDS[chosen[n].grid].bpw,
+             "method": cfg.method if rounder.hessian(n) is not None and chosen[n].grid != "Q8_0" else "rtn"}
         if n in share:
             r["kld_share"] = share[n]
         layers.append(r)
