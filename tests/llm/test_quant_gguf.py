@@ -52,7 +52,7 @@ def test_quant_gguf_round_trip_matches_torch(tmp_path):
     lm = quant_llama()
     ids = [int(i) for i in lm.tokenize(TEXT[:300])]
     ref = _torch_logprobs(lm.model, ids)
-    f32 = LlamaCppLM(write_gguf(lm.model, lm.tokenizer, tmp_path / "f32.gguf", pre="gpt2"), n_threads=1)
+    f32 = LlamaCppLM(write_gguf(lm.model, lm.tokenizer, tmp_path / "f32.gguf", pre="gpt-2"), n_threads=1)
     assert f32.tokenize(TEXT[:300]) == ids
     assert kld(ref, f32.logprobs_ids(ids)) < 1e-3
     # Q4_0 codes chosen here: llama.cpp must reproduce torch run on the same dequantized values
@@ -64,7 +64,7 @@ def test_quant_gguf_round_trip_matches_torch(tmp_path):
             q, d, m = GRIDS["Q4_0"].round(p.detach(), 32)
             tensors[n] = QTensor("Q4_0", q, d, m)
             deq.get_parameter(n).data.copy_(tensors[n].dequantize())
-    q4 = LlamaCppLM(write_gguf(lm.model, lm.tokenizer, tmp_path / "q4.gguf", tensors, pre="gpt2"), n_threads=1)
+    q4 = LlamaCppLM(write_gguf(lm.model, lm.tokenizer, tmp_path / "q4.gguf", tensors, pre="gpt-2"), n_threads=1)
     lp = q4.logprobs_ids(ids)
     own = kld(_torch_logprobs(deq, ids), lp)  # against the same codes in torch
     off = kld(ref, lp)  # against the float model

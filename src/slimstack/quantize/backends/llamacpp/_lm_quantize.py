@@ -218,9 +218,10 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
     hf = hf.eval()
     windows = calibration_windows(tok, calibration, cfg.window, cfg.calibration_size, seed)
     memo = _memo(hf, windows, names)
-    if "hess" not in memo:
+    needs_h = cfg.method == "gptq" and (cfg.bits == 4 or cfg.bits_per_weight)
+    if needs_h and "hess" not in memo:
         memo["hess"] = collect_hessians(hf, windows, names)
-    hess, n_tok = memo["hess"]
+    hess, n_tok = memo.get("hess", ({}, 0))  # Q8_0 alone rounds to nearest: no Hessian to gather
     params = dict(hf.named_parameters())
     tensors = [n + ".weight" for n in names]
     tied = getattr(hf.config, "tie_word_embeddings", False)
@@ -241,7 +242,7 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         for n in tensors:
             units.setdefault(layer_of(n), []).append(n)
         rounded = {n: rounder(n, ladders[n][0], "rtn").dequantize() for n in tensors}
-        sens_windows = windows[: min(4, len(windows))]
+        sens_windows = [w[:64] for w in windows[: min(2, len(windows))]]  # 2 x 64 tokens: ranks the layers
         key = ("sensitivity", group, tuple(sorted((n, ladders[n][0]) for n in tensors)))
         if key not in memo:
             memo[key] = measure_sensitivity(hf, units, rounded, sens_windows)
@@ -267,7 +268,7 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         return built, chosen
 
     # llama.cpp's pre-tokenizer: SmolLM2's own name where the vocabulary is SmolLM2's, else byte-level GPT-2
-    pre = "smollm" if "smol" in str(getattr(lm, "name", "")).lower() and len(tok) == 49152 else "gpt2"
+    pre = "smollm" if "smol" in str(getattr(lm, "name", "")).lower() and len(tok) == 49152 else "gpt-2"
     built, chosen = build(formats)
     candidates: dict[str, dict[str, Any]] = {b: {} for b in backends}
     if len(backends) > 1:

@@ -118,7 +118,7 @@ def write_gguf(model: Any, tokenizer: Any, path: str | Path, tensors: dict[str, 
                pre: str = "smollm", name: str = "slimstack", record: dict | None = None) -> Path:
     """Write ``model`` to ``path``: ``tensors`` (transformers name -> :class:`QTensor`) packed, the rest float32.
 
-    ``pre`` is llama.cpp's pre-tokenizer name (``tokenizer.ggml.pre``): "smollm" for SmolLM2, "gpt2"
+    ``pre`` is llama.cpp's pre-tokenizer name (``tokenizer.ggml.pre``): "smollm" for SmolLM2, "gpt-2"
     for plain byte-level BPE. ``record`` (how slimstack chose each tensor) is stored as JSON under
     the ``slimstack.quantize`` key, which is how ``ss.load`` knows to run the file on llama.cpp.
     """
