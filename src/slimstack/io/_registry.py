@@ -99,8 +99,10 @@ def load(path: str | Path, *, trusted: bool = False) -> Any:
     if path.is_dir():
         manifest_path = path / MANIFEST
         if not manifest_path.exists():
-            if (path / "config.json").exists():  # a Hugging Face model directory
-                return _FORMATS["sentence_encoder"].load(path, {"hf_dir": True}, trusted)
+            if (path / "config.json").exists():  # a Hugging Face model directory: the format that claims it
+                fmt = next((f for f in _ordered() if getattr(f, "claims_hf_dir", None) and f.claims_hf_dir(path)),
+                           _FORMATS["sentence_encoder"])
+                return fmt.load(path, {"hf_dir": True}, trusted)
             raise ModelFileError(f"{str(path)!r} holds no {MANIFEST}; it was not written by ss.save")
         try:
             manifest = json.loads(manifest_path.read_text())

@@ -1,8 +1,10 @@
 """Causal language models: :class:`CausalLM`, ``ss.zoo.smollm2()``, and their save/load formats."""
 
 from ._causal_lm import CausalLM
+from ._hf_folders import HFImageClassifier, HFTextClassifier, folder_kind, load_hf_folder
 from ._io import CausalLMFormat, GGUFFormat, is_causal_lm_config, load_hf_causal_lm
 from ._zoo import cache_dir, load_gguf, smollm2, smollm2_gguf_path
 
-__all__ = ["CausalLM", "CausalLMFormat", "GGUFFormat", "cache_dir", "is_causal_lm_config", "load_gguf",
+__all__ = ["CausalLM", "CausalLMFormat", "GGUFFormat", "HFImageClassifier", "HFTextClassifier", "folder_kind",
+           "load_hf_folder", "cache_dir", "is_causal_lm_config", "load_gguf",
            "load_hf_causal_lm", "smollm2", "smollm2_gguf_path"]

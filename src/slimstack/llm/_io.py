@@ -90,6 +90,9 @@ class CausalLMFormat:
 
     @staticmethod
     def save(obj: CausalLM, directory: Path) -> dict[str, Any]:
+        from ._zoo import _quiet_transformers
+
+        _quiet_transformers()
         target = directory / "model"
         obj.model.save_pretrained(str(target))
         obj.tokenizer.save_pretrained(str(target))

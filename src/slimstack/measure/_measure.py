@@ -25,8 +25,8 @@ def measure(
     *,
     batch_size: int = 256,
     threads: int | None = 2,
-    warmup: int = 3,
-    runs: int = 20,
+    warmup: int | None = None,
+    runs: int | None = None,
     reference: Any = None,
     name: str = "model",
     quality: bool = True,
@@ -43,8 +43,13 @@ def measure(
         Rows per timed forward call; ``latency_ms`` is the median time of one such call.
     threads : int or None
         Intra-op threads, fixed for the measurement and recorded (None leaves the setting alone).
+    warmup, runs : int, optional
+        Untimed and timed interleaved rounds: 3 and 20 by default; for causal LMs on a task
+        ``"lm"`` dataset 1 and 3 (each round decodes 128 tokens).
     reference : model or array, optional
-        Adds ``cosine_fidelity``: mean cosine similarity of the outputs to the reference's.
+        Adds ``cosine_fidelity``: mean cosine similarity of the outputs to the reference's. For
+        causal LMs: ``kld`` (mean KL(reference || model) of next-token distributions) and
+        ``top1_agreement``; their quality is ``perplexity`` (lower is better).
 
     Examples
     --------
@@ -62,8 +67,8 @@ def compare(
     *,
     batch_size: int = 256,
     threads: int | None = 2,
-    warmup: int = 3,
-    runs: int = 20,
+    warmup: int | None = None,
+    runs: int | None = None,
     reference: Any = None,
     quality: bool = True,
     cost: bool = True,
@@ -84,10 +89,22 @@ def compare(
         raise ConfigError("ss.compare needs at least one model, e.g. compare({'fp32': model}, data)")
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be a positive integer")
-    if runs < 1 or warmup < 0:
-        raise ConfigError(f"runs={runs} must be >= 1 and warmup={warmup} >= 0")
     data = _as_dataset(data)
+    if data.task != "lm":
+        warmup, runs = 3 if warmup is None else warmup, 20 if runs is None else runs
+    if (runs is not None and runs < 1) or (warmup is not None and warmup < 0):
+        raise ConfigError(f"runs={runs} must be >= 1 and warmup={warmup} >= 0")
+    if data.task == "lm":  # causal LMs: perplexity/KLD and decode/prefill speed (slimstack.llm._measure)
+        from ..llm._measure import compare_lm
+
+        return compare_lm(models, data, threads=threads, warmup=1 if warmup is None else warmup,
+                          runs=3 if runs is None else runs,
+                          reference=reference, quality=quality, cost=cost, progress=progress)
     adapters = {n: adapt(m) for n, m in models.items()}
+    lms = [n for n, a in adapters.items() if a.output == "logprobs"]
+    if lms:
+        raise DataError(f"{lms} are causal LMs, measured on text: pass a task 'lm' dataset such as "
+                        f"ss.datasets.load('pytorch_readme'), not {data.name!r} (task {data.task!r})")
     inputs_all = _inputs(data, adapters)
     ref_out = None
     if reference is not None:

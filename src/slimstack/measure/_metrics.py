@@ -7,10 +7,13 @@ import numpy as np
 from ..errors import DataError
 
 __all__ = ["softmax", "classification_metrics", "regression_metrics", "sts_metrics", "cosine_fidelity",
-           "PRIMARY_METRIC"]
+           "PRIMARY_METRIC", "LOWER_IS_BETTER"]
 
-# The metric each task reports as ``quality`` (higher is better for every one of them).
-PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2", "sts": "spearman", "text": "cosine_fidelity"}
+# The metric each task reports as ``quality``.
+PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2", "sts": "spearman", "text": "cosine_fidelity",
+                  "lm": "perplexity"}
+# Metrics where a lower value is better (``Measurement.higher_is_better`` is False for these as quality).
+LOWER_IS_BETTER = {"perplexity", "nll", "kld", "kld_p99", "log_loss", "mae"}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

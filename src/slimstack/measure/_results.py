@@ -35,6 +35,7 @@ class Measurement:
     n_samples: int
     latency_samples_ms: list[float] = dataclasses.field(default_factory=list, repr=False)
     notes: list[str] = dataclasses.field(default_factory=list)
+    higher_is_better: bool = True  # of ``quality``: False for perplexity
 
     def to_dict(self, samples: bool = False) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -94,6 +95,8 @@ class Comparison:
         from rich.table import Table
 
         first = next(iter(self.measurements.values()))
+        if first.task == "lm":
+            return self._lm_table(Table)
         t = Table(title=f"{first.task} · batch {first.batch_size} · {first.threads} threads · "
                         f"median of {first.runs} interleaved runs")
         for col in ("model", first.quality_metric, "latency ms (p50/p90)", "speedup", "throughput/s", "size",
@@ -111,6 +114,25 @@ class Comparison:
                 "-" if m.macs is None else f"{m.macs:,}",
                 format_bytes(m.peak_memory_bytes),
             )
+        return t
+
+    def _lm_table(self, Table):
+        first = next(iter(self.measurements.values()))
+        t = Table(title=f"causal LM · perplexity: lower is better · batch 1 · {first.threads} threads · "
+                        f"median of {first.runs} interleaved runs")
+        for col in ("model", "perplexity", "KLD", "top-1 same", "decode tok/s", "speedup",
+                    "prefill tok/s", "first token ms", "size", "peak mem"):
+            t.add_column(col, justify="left" if col == "model" else "right")
+
+        def f(m: Measurement, key: str, fmt: str, scale: float = 1.0) -> str:
+            v = m.metrics.get(key)
+            return "-" if v is None else format(v * scale, fmt)
+
+        for name, m in self.measurements.items():
+            t.add_row(name, "-" if m.quality is None else f"{m.quality:.3f}", f(m, "kld", ".5f"),
+                      f(m, "top1_agreement", ".1%"), f(m, "decode_tokens_per_s", ".1f"), f"{self.speedup(name):.2f}x",
+                      f(m, "prefill_tokens_per_s", ".0f"), f(m, "ttft_ms", ".0f"), format_bytes(m.size_bytes),
+                      format_bytes(m.peak_memory_bytes))
         return t
 
     def table(self, width: int = 140) -> str:

@@ -32,7 +32,8 @@ def load_data(recipe: Recipe) -> dict[str, datasets.Dataset]:
     splits = ("train", "test", "test") if spec.name == "stsb" else ("train", "val", "test")
     out = {}
     for key, split in zip(("train", "val", "test"), splits):
-        ds = datasets.load(spec.name, split=split, seed=spec.seed, target=spec.target)
+        ds = datasets.load(spec.name, split=split, seed=spec.seed, target=spec.target,
+                           **({"window": spec.window} if spec.window else {}))
         if spec.flat:
             ds = ds.flat()
         if key == "test" and spec.limit:
@@ -59,13 +60,13 @@ def load_model(recipe: Recipe, data: dict[str, datasets.Dataset]) -> Any:
         train = data["train"]
         return est.fit(train.X.reshape(len(train.X), -1), train.y)
     builders = {"digits_cnn": zoo.digits_cnn, "digits_mlp": zoo.digits_mlp, "digits_resnet": zoo.digits_resnet,
-                "minilm": zoo.minilm}
+                "minilm": zoo.minilm, "smollm2": zoo.smollm2}
     if spec.zoo not in builders:
         from ..errors import unknown_name
 
         raise unknown_name("zoo model", spec.zoo, builders)
-    if spec.zoo == "minilm":
-        return zoo.minilm()
+    if spec.zoo in ("minilm", "smollm2"):  # pretrained: nothing to train
+        return builders[spec.zoo]()
     model = builders[spec.zoo](seed=spec.train.seed if spec.train else 0)
     if spec.train is not None:
         model = zoo.train(model, data["train"], epochs=spec.train.epochs, lr=spec.train.lr, seed=spec.train.seed,
@@ -160,8 +161,9 @@ def run_recipe(source: Any, out: str | Path, console: Console | None = None) -> 
     m = recipe.measure
     from ..measure import compare
 
+    lm = data["test"].task == "lm"  # causal LMs: KLD and top-1 agreement against the original
     comparison = compare(models, data["test"], batch_size=m.batch_size, threads=m.threads, runs=m.runs,
-                         warmup=m.warmup, progress=True)
+                         warmup=m.warmup, progress=True, reference=models["original"] if lm else None)
     report = build_report(recipe, comparison.to_dict()["rows"], comparison.baseline, step_info)
     write_report(report, out)
     console.print(comparison.rich_table())

@@ -57,6 +57,7 @@ class DataSpec(_Strict):
     seed: int = 0
     flat: bool | None = None
     limit: int | None = Field(None, ge=1, description="measure on the first N test rows only (faster)")
+    window: int | None = Field(None, ge=2, description="text for LMs: tokens per window (default 512)")
 
 
 class MeasureSpec(_Strict):

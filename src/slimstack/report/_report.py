@@ -21,11 +21,12 @@ def pareto_front(rows: list[dict[str, Any]], cost: str) -> list[str]:
     """Names of the rows no other row beats on both quality (higher) and ``cost`` (lower)."""
     sign = -1 if cost == "throughput" else 1
     ok = [r for r in rows if r.get("quality") is not None and r.get(cost) is not None]
+    q = {r["name"]: _signed_quality(r) for r in ok}
     front = []
     for r in ok:
         dominated = any(
-            o is not r and o["quality"] >= r["quality"] and sign * o[cost] <= sign * r[cost]
-            and (o["quality"] > r["quality"] or sign * o[cost] < sign * r[cost])
+            o is not r and q[o["name"]] >= q[r["name"]] and sign * o[cost] <= sign * r[cost]
+            and (q[o["name"]] > q[r["name"]] or sign * o[cost] < sign * r[cost])
             for o in ok
         )
         if not dominated:
@@ -33,17 +34,24 @@ def pareto_front(rows: list[dict[str, Any]], cost: str) -> list[str]:
     return front
 
 
+def _signed_quality(row: dict[str, Any]) -> float:
+    """Quality with the sign that makes higher better (perplexity rows carry higher_is_better=False)."""
+    return row["quality"] if row.get("higher_is_better", True) else -row["quality"]
+
+
 def pick_best(rows: list[dict[str, Any]], baseline: str, tolerance: float, objective: str) -> dict[str, Any]:
     """The best row by the objective among those within ``tolerance`` relative quality loss."""
     field = _OBJECTIVE_FIELD[objective]
     base = next(r for r in rows if r["name"] == baseline)
-    floor = base["quality"] * (1 - tolerance) if base.get("quality") is not None else None
-    within = [r for r in rows if floor is None or (r.get("quality") is not None and r["quality"] >= floor)]
+    higher = base.get("higher_is_better", True)  # perplexity: lower is better, the bound is a ceiling
+    floor = base["quality"] * (1 - tolerance if higher else 1 + tolerance) if base.get("quality") is not None else None
+    within = [r for r in rows if floor is None or (r.get("quality") is not None
+                                                   and (r["quality"] >= floor if higher else r["quality"] <= floor))]
     sign = -1 if objective == "throughput" else 1
     if within:
         best = min(within, key=lambda r: (sign * (r.get(field) or 0)))
         return {"name": best["name"], "met_tolerance": True, "quality_floor": floor}
-    closest = max(rows, key=lambda r: r.get("quality") or float("-inf"))
+    closest = max(rows, key=lambda r: float("-inf") if r.get("quality") is None else _signed_quality(r))
     return {"name": closest["name"], "met_tolerance": False, "quality_floor": floor}
 
 

@@ -28,7 +28,7 @@ def shrink(model: nn.Module, *, layers: int | Sequence[int] | None = None,
 
     Parameters
     ----------
-    model : SentenceEncoder, transformers BertModel, DigitsMLP or DigitsCNN
+    model : SentenceEncoder, transformers BertModel, CausalLM (decoder layers), DigitsMLP or DigitsCNN
     layers : int or list of int
         Transformers: how many layers to keep (an even spread that always keeps the first and last
         layer, see :func:`spread_layers`) or exactly which ones (0-based, e.g. ``[0, 3, 5]``).
@@ -45,6 +45,13 @@ def shrink(model: nn.Module, *, layers: int | Sequence[int] | None = None,
     3
     >>> small = ss.zoo.shrink(ss.zoo.digits_cnn(), width=0.25)      # ~7% of the parameters
     """
+    from ..llm import CausalLM
+
+    if isinstance(model, CausalLM):  # drop decoder layers (slimstack.llm._shrink)
+        from ..llm._shrink import shrink_lm
+
+        _only(layers, width, "layers", type(model).__name__)
+        return shrink_lm(model, layers)
     if isinstance(model, SentenceEncoder):
         _only(layers, width, "layers", type(model).__name__)
         new = SentenceEncoder(_shrink_bert(model.model, layers), model.tokenizer, **model.get_config())
