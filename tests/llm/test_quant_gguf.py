@@ -87,3 +87,13 @@ def test_quant_llamacpp_backend_saves_and_loads_as_gguf(tmp_path):
     bare = ss.load(q.path)  # the .gguf file itself: slimstack's key says it is a llama.cpp model
     assert isinstance(bare, LlamaCppLM) and bare.record["formats"]
     assert np.isfinite(q.perplexity([TEXT[:200]]))
+
+
+def test_quant_auto_backend_times_both_and_keeps_the_faster():
+    lm = quant_llama()
+    r = ss.quantize(lm, ss.WeightOnly(bits=8, group_size=32), calibration=CALIB, threads=1)
+    cand = r.record.candidates
+    assert {"llamacpp", "torch", "float"} <= set(cand)
+    speeds = {b: cand[b]["decode_tokens_per_s"] for b in ("llamacpp", "torch")}
+    assert r.record.backend == max(speeds, key=speeds.get)
+    assert "fastest measured decode" in r.record.backend_reason

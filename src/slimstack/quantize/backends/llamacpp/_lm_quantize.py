@@ -94,7 +94,9 @@ class _Rounder:
         h = self.hessian(name)
         qt = self(name, fmt, "rtn")
         w = self.params[name].detach()
-        return output_error(w, qt.dequantize(), h, self.n) if h is not None else float((w - qt.dequantize()).pow(2).sum())
+        if h is None:
+            return float((w - qt.dequantize()).pow(2).sum())
+        return output_error(w, qt.dequantize(), h, self.n)
 
 
 _MEMO: dict[tuple, dict] = {}
