@@ -148,9 +148,12 @@ def _timing_lock(path):
 
 
 def main(argv=None) -> int:
-    args = parse_args("llm_quant", __doc__.splitlines()[0], argv,
-                      extra=lambda p: p.add_argument("--lock", default="", help="flock this file while timing "
-                                                     "(e.g. /tmp/bench.lock); building and scoring run without it"))
+    def extra(p):
+        p.add_argument("--lock", default="", help="flock this file while timing (e.g. /tmp/bench.lock); "
+                       "building and scoring run without it")
+        p.add_argument("--no-timing", action="store_true", help="perplexity, KLD, top-1 and size only")
+
+    args = parse_args("llm_quant", __doc__.splitlines()[0], argv, extra=extra)
     import torch
 
     import slimstack as ss
@@ -210,6 +213,10 @@ def main(argv=None) -> int:
             sum(p.numel() * 4 for p in ref.hf.parameters())
         row["file_mb"] = row["size_bytes"] / 1e6
         rows.append(row)
+    if args.no_timing:  # quality and size only (a busy machine's timing queue); targets need the timed run
+        write("llm_quant", args, rows, summary={"note": "quality only (--no-timing): decode/prefill not measured"},
+              records=records)
+        return 0
     reps = 2 if args.quick else 3
     lock = _timing_lock(args.lock)  # building and scoring above need no quiet machine; timing below does
     dec = {n: [] for n in variants}
