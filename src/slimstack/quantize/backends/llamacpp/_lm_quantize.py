@@ -236,7 +236,7 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
     if quant_head and cfg.bits_per_weight == 0:
         ladders[head] = ["Q8_0"]  # the head decides every token: 8 bits unless a budget says otherwise
     rounder = memo.setdefault(("rounder", group), _Rounder(hf, hess, n_tok, cfg.method, group))
-    rounder.method = cfg.method
+    rounder.method, rounder.hess, rounder.n = cfg.method, hess, n_tok  # a memo'd rounder may predate the Hessians
     layer_kld: dict[str, float] = {}
     share: dict[str, float] = {}
     if cfg.bits_per_weight or tolerance is not None:
