@@ -7,11 +7,13 @@ original's interface whichever backend (PyTorch or ONNX Runtime) was measured fa
 from ._api import quantize
 from ._configs import QAT, DynamicInt8, QuantConfig, StaticInt8, WeightOnly
 from ._record import QuantRecord, QuantResult
+from .backends.llamacpp import LlamaCppLM
+from .backends.llamacpp import _io as _llamacpp_io  # noqa: F401  (registers the .gguf save/load format)
 from .backends.onnxruntime import OrtClassifier, OrtSentenceEncoder
 from .backends.torch import MixedEmbedding, QuantBertLayer, QuantConv2d, QuantLinear, WeightOnlyEmbedding, WeightOnlyLinear
 
 __all__ = [
-    "DynamicInt8", "MixedEmbedding", "OrtClassifier", "OrtSentenceEncoder", "QAT", "QuantBertLayer", "QuantConfig", "QuantConv2d", "QuantLinear",
+    "DynamicInt8", "LlamaCppLM", "MixedEmbedding", "OrtClassifier", "OrtSentenceEncoder", "QAT", "QuantBertLayer", "QuantConfig", "QuantConv2d", "QuantLinear",
     "QuantRecord", "QuantResult", "StaticInt8", "WeightOnly", "WeightOnlyEmbedding", "WeightOnlyLinear", "quantize",
 ]
 

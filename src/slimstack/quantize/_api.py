@@ -62,6 +62,14 @@ def quantize(model: nn.Module, config: QuantConfig, *, calibration: Any = None, 
         raise ConfigError(f"ss.quantize takes a quantization config (DynamicInt8, StaticInt8, WeightOnly, QAT), "
                           f"got {type(config).__name__}")
     handler = _HANDLERS.lookup(config)
+    from .backends.llamacpp._lm_quantize import is_causal_lm, quantize_lm
+
+    if is_causal_lm(model):  # a CausalLM: calibrated rounding onto llama.cpp's grids (backends/llamacpp)
+        if not isinstance(config, WeightOnly):
+            raise ConfigError(f"a causal LM is quantized with WeightOnly(bits=4 or 8, ...), got "
+                              f"{type(config).__name__}; activations stay float, weights go to llama.cpp's formats")
+        return quantize_lm(model, config, calibration=calibration, data=data, tolerance=tolerance, threads=threads,
+                           seed=seed)
     if not isinstance(model, nn.Module):
         raise ModelError(f"ss.quantize takes a torch nn.Module or sentence encoder, got {type(model).__name__}; "
                          "export scikit-learn models with ss.save and quantize the torch ones")

@@ -14,9 +14,11 @@ from ..errors import ConfigError
 
 __all__ = ["QuantConfig", "DynamicInt8", "StaticInt8", "WeightOnly", "QAT", "BACKENDS", "OBSERVERS"]
 
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime", "llamacpp")
 OBSERVERS = ("minmax", "percentile", "mse", "entropy")
 GRANULARITIES = ("per_channel", "per_tensor")
+GROUP_SIZES = (32, 64, 96, 128, 192, 256)
+LM_FORMATS = ("auto", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
 
 
 def _choice(cls: str, field: str, value: object, allowed: tuple) -> None:
@@ -40,6 +42,9 @@ class QuantConfig(Config):
 
     def validate(self) -> None:
         _choice(type(self).__name__, "backend", self.backend, BACKENDS)
+        if self.backend == "llamacpp" and not isinstance(self, WeightOnly):
+            raise ConfigError(f"{type(self).__name__}.backend='llamacpp' is not offered; llama.cpp runs causal LMs "
+                              "quantized with WeightOnly(backend='llamacpp')")
         if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
             raise ConfigError(f"{type(self).__name__}.skip={self.skip!r} must be a tuple of layer names, "
                               "e.g. skip=('classifier',)")
@@ -136,28 +141,65 @@ class StaticInt8(QuantConfig):
 @register_config
 @dataclasses.dataclass(frozen=True)
 class WeightOnly(QuantConfig):
-    """Weights stored as packed int8 or int4 with one scale per ``group_size`` inputs; activations stay float.
+    """Weights stored as int8 or int4 codes with one scale per ``group_size`` inputs; activations stay float.
 
-    The file shrinks about 4x (int8) or 7-8x (int4) against fp32. Inference dequantizes the weights
-    (or runs torch's int4/int8 weight-packed CPU kernels where they exist), so the gain is size and
-    memory, not always speed.
+    The file shrinks about 4x (int8) or 7-8x (int4) against fp32. On encoders and other torch
+    models inference dequantizes the weights (or runs torch's weight-packed CPU kernels), so the
+    gain is size and memory, not always speed.
+
+    On a causal LM (``ss.zoo.smollm2()``, ``ss.load`` of an LM folder) the rounding is calibrated
+    (``method="gptq"``: error feedback from each Linear's calibration Hessian; "rtn" rounds to
+    nearest) onto llama.cpp's block grids (``format``: "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0";
+    "auto" is Q4_0 for 4 bits and Q8_0 for 8). ``backend="llamacpp"`` writes a GGUF file with those
+    codes and runs it in llama.cpp (blocks of 32 inputs, so ``group_size=32``); "torch" keeps the
+    transformers model with int4/int8 group-quantized Linears (any ``group_size`` dividing every
+    layer's input); "auto" measures both and keeps the faster. ``bits_per_weight`` > 0 turns on
+    mixed precision: each decoder layer's measured KLD when it alone is quantized ranks the layers,
+    and the most sensitive tensors move to wider types until the average bits per weight (tied
+    embedding included) reaches the budget. ``fallback`` is the metric the accuracy-aware fallback
+    (``tolerance=`` with ``data=`` texts) checks: "kld" (mean KL divergence to the float model, in
+    nats; tolerance is the largest allowed) or "perplexity" (tolerance is the relative increase).
 
     Examples
     --------
     >>> q = ss.quantize(encoder, ss.WeightOnly(bits=4, group_size=128))   # doctest: +SKIP
+    >>> q = ss.quantize(lm, ss.WeightOnly(bits=4, group_size=32, bits_per_weight=5.4),
+    ...                 calibration=texts).model                            # doctest: +SKIP
     """
 
     bits: int = 8
     group_size: int = 128
-    backend: str = "torch"
+    backend: str = "auto"
+    method: str = "gptq"
+    format: str = "auto"
+    bits_per_weight: float = 0.0
+    calibration_size: int = 256
+    window: int = 128
+    fallback: str = "kld"
 
     def validate(self) -> None:
         super().validate()
         _choice("WeightOnly", "bits", self.bits, (4, 8))
-        if self.group_size not in (32, 64, 128, 256):
-            raise ConfigError(f"WeightOnly.group_size={self.group_size!r} is not allowed; choose 32, 64, 128 or 256")
+        if self.group_size not in GROUP_SIZES:
+            raise ConfigError(f"WeightOnly.group_size={self.group_size!r} is not allowed; choose one of "
+                              f"{', '.join(map(str, GROUP_SIZES))} (it must divide every quantized layer's input size)")
         if self.backend == "onnxruntime":
-            raise ConfigError("WeightOnly.backend='onnxruntime' is not offered; use backend='torch' (or 'auto')")
+            raise ConfigError("WeightOnly.backend='onnxruntime' is not offered; use backend='torch', 'llamacpp' "
+                              "or 'auto'")
+        _choice("WeightOnly", "method", self.method, ("gptq", "rtn"))
+        _choice("WeightOnly", "format", self.format, LM_FORMATS)
+        if self.format != "auto" and (self.format == "Q8_0") != (self.bits == 8):
+            raise ConfigError(f"WeightOnly(bits={self.bits}, format={self.format!r}) disagree: Q8_0 is the 8-bit "
+                              "format, Q4_0/Q4_1/Q5_0/Q5_1 the 4-bit ones (Q5 as the wider step of a 4-bit mix)")
+        if not isinstance(self.bits_per_weight, int | float) or not (self.bits_per_weight == 0
+                                                                      or 4.5 <= self.bits_per_weight <= 8.5):
+            raise ConfigError(f"WeightOnly.bits_per_weight={self.bits_per_weight!r} must be 0 (no mixed precision) "
+                              "or a budget in [4.5, 8.5] bits per weight, e.g. 5.5")
+        for f in ("calibration_size", "window"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"WeightOnly.{f}={v!r} must be a positive integer")
+        _choice("WeightOnly", "fallback", self.fallback, ("kld", "perplexity"))
 
 
 @register_config

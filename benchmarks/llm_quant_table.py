@@ -1,0 +1,35 @@
+"""Markdown table of ``benchmarks/llm_quant.py``'s JSON (the README and docs/llm-quantize.md use it)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _f(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def table(payload: dict) -> str:
+    lines = ["| variant | file MB | perplexity | KLD to fp32 | top-1 same | decode tok/s | prefill tok/s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in payload["rows"]:
+        lines.append(f"| {r['name']} | {_f(r.get('file_mb'), '.1f')} | {_f(r.get('perplexity'), '.2f')} | "
+                     f"{_f(r.get('kld'), '.4f')} | {_f(100 * r['top1_agreement'], '.1f')} % | "
+                     f"{_f(r.get('decode_tokens_per_s'), '.1f')} | {_f(r.get('prefill_tokens_per_s'), '.0f')} |")
+    s = payload.get("summary", {})
+    for key in ("target_a", "target_b", "target_c"):
+        t = s.get(key)
+        if t:
+            detail = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items()
+                               if k != "met")
+            lines.append(f"\n- {key}: {'met' if t['met'] else 'missed'} ({detail})")
+    for key in ("eval", "calibration", "trap"):
+        if key in s:
+            lines.append(f"- {key}: {s[key]}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table(json.loads(Path(sys.argv[1]).read_text())))
