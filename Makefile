@@ -24,13 +24,14 @@ $(VENV)/.dev: $(VENV)/.base $(VENV)/.llm
 # llama-cpp-python builds llama.cpp from source (4-10 minutes). Its native build (-march=native) crashed
 # at the first decode on a CPU reporting AMX, so the instruction sets are named explicitly; AVX-512 only
 # where /proc/cpuinfo lists it (a wheel built with it dies with "Illegal instruction" elsewhere). pip's
-# wheel cache ignores CMAKE_ARGS, so the wheel is built once per flag set into .wheels/ and kept there.
+# wheel cache ignores CMAKE_ARGS, so the wheel is built once per flag set into ~/.cache/slimstack/wheels/.
 LLAMA_VERSION ?= 0.3.36
 AVX512 := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo ON || echo OFF)
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=$(AVX512) -DGGML_AVX512_VNNI=$(AVX512) -DGGML_AVX512_BF16=$(AVX512) \
 	-DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
-LLAMA_WHEELS := .wheels/llama-cpp-python-$(LLAMA_VERSION)-avx512$(AVX512)
+# Kept outside the checkout, so a fresh clone (and CI on the same machine) reuses the built wheel.
+LLAMA_WHEELS := $(HOME)/.cache/slimstack/wheels/llama-cpp-python-$(LLAMA_VERSION)-avx512$(AVX512)
 
 $(VENV)/.llm: $(VENV)/.base
 	@ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
