@@ -42,7 +42,10 @@ def _write(path, tol=0.15, trials=3, depth=3, choices="none, VotingEnsemble, Sta
 
 def _complete(db):
     with sqlite3.connect(db) as con:
-        return con.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
+        try:
+            return con.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
+        except sqlite3.OperationalError:  # polled while Optuna is still creating its schema
+            return 0
 
 
 def test_search_stores_trials_keeps_best_and_resumes(tmp_path):
