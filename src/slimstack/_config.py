@@ -13,9 +13,9 @@ import typing
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from .errors import ConfigError, unknown_name
+from .errors import ConfigError, close_matches, unknown_name
 
-__all__ = ["Config", "register_config", "config_from_dict", "registered_configs", "Registry"]
+__all__ = ["Config", "Handler", "Registry", "Request", "config_from_dict", "register_config", "registered_configs"]
 
 _CONFIGS: dict[str, type[Config]] = {}
 
@@ -113,32 +113,128 @@ def _hint_has_tuple(hint: Any) -> bool:
     return any(a is tuple or typing.get_origin(a) is tuple for a in typing.get_args(hint))
 
 
-H = TypeVar("H", bound=Callable[..., Any])
+H = TypeVar("H")
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What a verb hands its handler besides the model and the config.
+
+    One vocabulary across verbs: ``train`` is data a technique may learn from (distillation, QAT,
+    pruning recovery), ``val`` is labelled data it may only score on (fallback, selection, early
+    stopping), ``calibration`` is unlabelled inputs for ranges and importance. ``tolerance`` is always
+    relative to the baseline's quality (0.01 = lose at most 1 %). ``options`` carries what only one
+    verb takes (e.g. prune's ``example_inputs`` or distill's ``on_epoch_end``).
+    """
+
+    train: Any = None
+    val: Any = None
+    calibration: Any = None
+    tolerance: float | None = None
+    example_inputs: Any = None
+    threads: int = 2
+    seed: int = 0
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Handler:
+    """Applies one config type: the one small protocol every technique implements.
+
+    Subclass, set ``config`` (the config class handled) and ``backends`` (the runtimes it can
+    produce), implement :meth:`run`, and register an instance with ``REGISTRY.add(MyHandler())`` or
+    decorate the class with ``@REGISTRY.register(MyConfig)``. :meth:`applies_to` returns ``None`` when
+    the handler can take ``model`` and otherwise the reason it cannot; the registry tries handlers
+    for a config in registration order and uses the first that applies.
+    """
+
+    config: ClassVar[type[Config]]
+    backends: ClassVar[tuple[str, ...]] = ()
+
+    def applies_to(self, model: Any) -> str | None:
+        return None
+
+    def run(self, model: Any, config: Config, request: Request) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.run")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # handlers registered as functions keep working
+        return self.run(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} for {self.config.__name__}>"
+
+
+class _FunctionHandler(Handler):
+    """A plain function registered as a handler (the older shape): applies to every model."""
+
+    def __init__(self, config_cls: type[Config], fn: Callable[..., Any]):
+        self.config, self.fn = config_cls, fn  # type: ignore[misc]
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
 
 
 class Registry:
-    """Maps a config class to the function that applies it (the handler)."""
+    """Maps a config class to the handler(s) that apply it; the only place a verb dispatches on type."""
 
     def __init__(self, verb: str):
         self.verb = verb
-        self._handlers: dict[type[Config], Callable[..., Any]] = {}
+        self._handlers: dict[type[Config], list[Handler]] = {}
+
+    def add(self, handler: Handler) -> Handler:
+        """Register a :class:`Handler` instance for ``handler.config``."""
+        if not isinstance(handler, Handler) or not isinstance(getattr(handler, "config", None), type):
+            raise TypeError(f"ss.{self.verb} registry takes Handler instances with a config class, got {handler!r}")
+        self._handlers.setdefault(handler.config, []).append(handler)
+        return handler
 
     def register(self, config_cls: type[Config]) -> Callable[[H], H]:
-        def deco(fn: H) -> H:
-            self._handlers[config_cls] = fn
-            return fn
+        """Decorator for a :class:`Handler` subclass (instantiated once) or a plain function."""
+
+        def deco(obj: H) -> H:
+            if isinstance(obj, type) and issubclass(obj, Handler):
+                inst = obj()
+                inst.config = config_cls  # type: ignore[misc]
+                self.add(inst)
+            else:
+                self.add(_FunctionHandler(config_cls, obj))  # type: ignore[arg-type]
+            return obj
 
         return deco
 
-    def lookup(self, config: Any) -> Callable[..., Any]:
+    def handlers_for(self, config: Any) -> list[Handler]:
         for cls in type(config).__mro__:
             if cls in self._handlers:
-                return self._handlers[cls]
+                return list(self._handlers[cls])
         names = sorted(c.__name__ for c in self._handlers)
         raise ConfigError(
             f"ss.{self.verb} does not take {type(config).__name__!r}; pass one of: "
-            f"{', '.join(names) or '(none registered)'}"
+            f"{', '.join(names) or '(none registered)'}.{close_matches(type(config).__name__, names)}"
         )
+
+    def dispatch(self, config: Any, model: Any) -> Handler:
+        """The first handler for ``config`` whose :meth:`Handler.applies_to` accepts ``model``."""
+        from .errors import ModelError
+
+        reasons = []
+        for h in self.handlers_for(config):
+            why = h.applies_to(model)
+            if why is None:
+                return h
+            reasons.append(why)
+        raise ModelError(f"ss.{self.verb} with {type(config).__name__} cannot take a {type(model).__name__}: "
+                         + "; ".join(reasons))
+
+    def lookup(self, config: Any) -> Callable[..., Any]:
+        """The first handler for ``config`` (a callable); kept for the function-shaped handlers."""
+        h = self.handlers_for(config)[0]
+        return h.fn if isinstance(h, _FunctionHandler) else h
+
+    def configs(self) -> list[type[Config]]:
+        """Every config class with a handler, in registration order."""
+        return list(self._handlers)
 
     def __contains__(self, config_cls: type[Config]) -> bool:
         return config_cls in self._handlers
+
+    def __iter__(self):
+        return iter(self._handlers)

@@ -13,10 +13,11 @@ from ._adapters import (
 from ._measure import compare, measure
 from ._metrics import PRIMARY_METRIC, classification_metrics, cosine_fidelity, regression_metrics, softmax, sts_metrics
 from ._results import Comparison, Measurement, format_bytes
+from ._score import higher_is_better, primary_metric, score, scores
 
 __all__ = [
     "Comparison", "EncoderAdapter", "Measurement", "ModelAdapter", "OnnxAdapter", "PRIMARY_METRIC", "SklearnAdapter",
-    "TorchAdapter", "adapt", "classification_metrics", "compare", "cosine_fidelity", "format_bytes", "measure",
+    "TorchAdapter", "adapt", "higher_is_better", "primary_metric", "score", "scores", "classification_metrics", "compare", "cosine_fidelity", "format_bytes", "measure",
     "register_adapter", "regression_metrics", "softmax", "sts_metrics", "torch_peak_memory",
 ]
 
