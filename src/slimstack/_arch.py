@@ -20,7 +20,8 @@ from torch import nn
 
 from .errors import ModelError
 
-__all__ = ["Family", "FAMILIES", "Stack", "find_stack", "transformer_model_type", "supported_families", "get_path"]
+__all__ = ["Family", "FAMILIES", "Stack", "find_stack", "transformer_model_type", "supported_families", "get_path",
+           "is_encoder", "is_causal_lm"]
 
 
 def get_path(m: Any, path: str) -> Any:
@@ -176,3 +177,13 @@ def find_stack(model: nn.Module, *, required: bool = False, what: str = "this") 
         raise ModelError(f"{type(base).__name__} (model_type {kind!r}) has no layer list at {family.layers!r}; this "
                          "transformers version lays it out differently from the one slimstack supports")
     return Stack(family, base, prefix)
+
+
+def is_encoder(model: Any) -> bool:
+    """A sentence encoder slimstack can feed text: it has ``encode`` and ``tokenize`` (torch or ONNX)."""
+    return hasattr(model, "encode") and hasattr(model, "tokenize")
+
+
+def is_causal_lm(model: Any) -> bool:
+    """A slimstack :class:`~slimstack.llm.CausalLM` (any backend): it has ``logprobs`` and ``generate``."""
+    return hasattr(model, "logprobs") and hasattr(model, "generate") and hasattr(model, "perplexity")

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .errors import ConfigError, close_matches, unknown_name
 
-__all__ = ["Config", "Handler", "Registry", "Request", "config_from_dict", "register_config", "registered_configs"]
+__all__ = ["Config", "Handler", "Registry", "Request", "config_from_dict", "register_config", "registered_configs", "registries"]
 
 _CONFIGS: dict[str, type[Config]] = {}
 
@@ -173,12 +173,25 @@ class _FunctionHandler(Handler):
         return self.fn(*args, **kwargs)
 
 
+_REGISTRIES: dict[str, Registry] = {}
+
+
+def registries() -> dict[str, Registry]:
+    """Every verb's registry by verb name (``"prune"``, ``"quantize"``, ...), for contract tests."""
+    import importlib
+
+    for pkg in ("prune", "quantize", "distill", "merge"):
+        importlib.import_module(f"slimstack.{pkg}")
+    return dict(_REGISTRIES)
+
+
 class Registry:
     """Maps a config class to the handler(s) that apply it; the only place a verb dispatches on type."""
 
     def __init__(self, verb: str):
         self.verb = verb
         self._handlers: dict[type[Config], list[Handler]] = {}
+        _REGISTRIES.setdefault(verb, self)
 
     def add(self, handler: Handler) -> Handler:
         """Register a :class:`Handler` instance for ``handler.config``."""
