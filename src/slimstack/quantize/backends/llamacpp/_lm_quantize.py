@@ -22,6 +22,7 @@ from torch import nn
 
 from ....errors import ConfigError, DataError, ModelError
 from ..._record import QuantRecord, QuantResult
+from ._conv1d import conv1d_as_linear, has_conv1d
 from ._grids import GRIDS
 from ._gptq import collect_hessians, gptq, linear_names, output_error
 from ._lm import LlamaCppLM, llama_cpp_available
@@ -204,6 +205,8 @@ def quantize_lm(lm: Any, cfg: Any, *, calibration: Any, data: Any = None, tolera
 def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: float | None, threads: int, seed: int,
                  out_dir: str | Path | None) -> QuantResult:
     hf, tok = lm_parts(lm)
+    if has_conv1d(hf):  # GPT-2 family: Conv1D projections become equal nn.Linear layers (on a copy)
+        hf = conv1d_as_linear(hf)
     if calibration is None:
         raise DataError("quantizing a causal LM needs calibration= text (a few hundred windows of representative "
                         "text, e.g. ss.datasets.load('notes.txt')); it is what GPTQ and the sensitivity read")

@@ -51,7 +51,8 @@ class TorchQuantFormat:
     def can_save(obj: Any) -> bool:
         from ....zoo import SentenceEncoder
 
-        return has_quant_modules(obj) and (type(obj) is SentenceEncoder or _float_spec(obj) is not None)
+        return has_quant_modules(obj) and (type(obj) is SentenceEncoder or _is_causal_lm(obj)
+                                           or _float_spec(obj) is not None)
 
     @staticmethod
     def save(obj: nn.Module, directory: Path) -> dict[str, Any]:
@@ -63,6 +64,11 @@ class TorchQuantFormat:
             obj.model.config.save_pretrained(str(directory / "encoder"))
             obj.tokenizer.save_pretrained(str(directory / "encoder"))
             skeleton: dict[str, Any] = {"encoder": "encoder", **obj.get_config()}
+        elif _is_causal_lm(obj):  # a transformers config + tokenizer; weights (int and float) in WEIGHTS
+            obj.model.config.save_pretrained(str(directory / "lm"))
+            obj.tokenizer.save_pretrained(str(directory / "lm"))
+            linears = [n for n, m in obj.named_modules() if type(m) is nn.Linear]
+            skeleton = {"causal_lm": "lm", "name": obj.name, "linear": linears}
         else:
             skeleton = {"module": _float_spec(obj)}
         save_state(obj, directory / WEIGHTS)
@@ -73,6 +79,8 @@ class TorchQuantFormat:
         skeleton, layers = spec["skeleton"], spec["layers"]
         if "encoder" in skeleton:
             model: nn.Module = _encoder_skeleton(directory / skeleton["encoder"], skeleton)
+        elif "causal_lm" in skeleton:
+            model = _lm_skeleton(directory / skeleton["causal_lm"], skeleton)
         else:
             model = build_from_spec(skeleton["module"])
         for name, entry in layers.items():
@@ -90,6 +98,31 @@ class TorchQuantFormat:
         except RuntimeError as exc:
             raise ModelFileError(f"weights in {str(directory)!r} do not fit the saved description: {exc}") from exc
         return model.eval()
+
+
+def _is_causal_lm(obj: Any) -> bool:
+    from ....llm import CausalLM
+
+    return type(obj) is CausalLM
+
+
+def _lm_skeleton(path: Path, skeleton: dict[str, Any]) -> nn.Module:
+    """The saved causal LM's architecture with empty weights; Conv1D layers saved as Linear become Linear."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from ....llm import CausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"cannot read the causal LM config or tokenizer in {str(path)!r}: {exc}") from exc
+    lm = CausalLM(AutoModelForCausalLM.from_config(config), tok, name=skeleton.get("name"))
+    for name in skeleton.get("linear", []):
+        m = lm.get_submodule(name)
+        if type(m).__name__ == "Conv1D":  # GPT-2 projections were quantized (and saved) as nn.Linear
+            set_module(lm, name, nn.Linear(m.weight.shape[0], m.weight.shape[1], bias=m.bias is not None))
+    return lm
 
 
 def _encoder_skeleton(path: Path, skeleton: dict[str, Any]) -> nn.Module:
