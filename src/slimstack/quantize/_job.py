@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from .._arch import is_encoder
+from .._arch import is_causal_lm, is_encoder
 from .._config import Request
 from ..datasets import Dataset
 from ..errors import ConfigError, DataError, ModelError
@@ -57,8 +57,6 @@ class Job:
 
 def module_refusal(model: Any) -> str | None:
     """Why the module handlers cannot take ``model`` (None when they can)."""
-    from .._arch import is_causal_lm
-
     if is_causal_lm(model):
         return ("a causal LM is quantized with WeightOnly(bits=4 or 8, ...): activations stay float, weights go to "
                 "llama.cpp's formats")
