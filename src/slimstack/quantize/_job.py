@@ -58,8 +58,8 @@ class Job:
 def module_refusal(model: Any) -> str | None:
     """Why the module handlers cannot take ``model`` (None when they can)."""
     if is_causal_lm(model):
-        return ("a causal LM is quantized with WeightOnly(bits=4 or 8, ...): activations stay float, weights go to "
-                "llama.cpp's formats")
+        return ("a causal LM is quantized weight-only (WeightOnly(bits=4 or 8, ...)): activations stay float, "
+                "weights go to llama.cpp's formats")
     if not isinstance(model, nn.Module):
         return (f"ss.quantize takes a torch nn.Module or sentence encoder, got {type(model).__name__}; export "
                 "scikit-learn models with ss.save and quantize the torch ones")

@@ -37,7 +37,7 @@ class QuantRegistry(Registry):
             fits = [c.__name__ for c in self.configs()
                     if any(h.applies_to(model) is None for h in self.handlers_of(c))]
             if fits:
-                raise ConfigError(f"{exc}; a {type(model).__name__} is quantized with {' or '.join(fits)}") from exc
+                raise ConfigError(f"{exc}. Configs that take a {type(model).__name__}: {', '.join(fits)}") from exc
             raise
 
     def handlers_of(self, config_cls: type[Config]) -> list[Any]:
