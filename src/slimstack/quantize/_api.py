@@ -95,7 +95,11 @@ class ModuleHandler(Handler):
     def run(self, model: Any, config: Any, request: Request) -> QuantResult:
         job = prepare(model, config, request, self.scheme(config))
         self.check(job)
-        return run_pipeline(job, self.backends)
+        result = run_pipeline(job, self.backends)
+        if job.train is not None and job.train is not job.val:  # said, not dropped silently
+            result.record.notes.append(f"train= is not used: {type(config).__name__} trains nothing "
+                                       "(val= scores, calibration= sets ranges)")
+        return result
 
 
 @REGISTRY.register(DynamicInt8)
