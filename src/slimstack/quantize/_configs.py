@@ -10,20 +10,16 @@ import dataclasses
 from typing import ClassVar
 
 from .._config import Config, register_config
+from .._validate import check_choice
 from ..errors import ConfigError
 
 __all__ = ["QuantConfig", "DynamicInt8", "StaticInt8", "WeightOnly", "QAT", "BACKENDS", "OBSERVERS"]
 
-BACKENDS = ("auto", "torch", "onnxruntime", "llamacpp")
+BACKENDS = ("auto", "torch", "onnxruntime", "llamacpp")  # every runtime name; each handler declares its own
 OBSERVERS = ("minmax", "percentile", "mse", "entropy")
 GRANULARITIES = ("per_channel", "per_tensor")
 GROUP_SIZES = (32, 64, 96, 128, 192, 256)
 LM_FORMATS = ("auto", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
-
-
-def _choice(cls: str, field: str, value: object, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{cls}.{field}={value!r} is not allowed; choose one of: {', '.join(map(repr, allowed))}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,13 +37,24 @@ class QuantConfig(Config):
     skip: tuple[str, ...] = ()
 
     def validate(self) -> None:
-        _choice(type(self).__name__, "backend", self.backend, BACKENDS)
-        if self.backend == "llamacpp" and not isinstance(self, WeightOnly):
-            raise ConfigError(f"{type(self).__name__}.backend='llamacpp' is not offered; llama.cpp runs causal LMs "
-                              "quantized with WeightOnly(backend='llamacpp')")
+        from ._registry import offered_backends
+
+        name = type(self).__name__
+        check_choice(f"{name}.backend", self.backend, BACKENDS)
+        offered = offered_backends(type(self))  # what this config's handlers declare
+        if offered and self.backend not in ("auto", *offered):
+            raise ConfigError(f"{name}.backend={self.backend!r} is not offered; {name} runs on "
+                              f"{', '.join(map(repr, offered))} or 'auto'.{_who_offers(self.backend)}")
         if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
             raise ConfigError(f"{type(self).__name__}.skip={self.skip!r} must be a tuple of layer names, "
                               "e.g. skip=('classifier',)")
+
+
+def _who_offers(backend: str) -> str:
+    from ._registry import REGISTRY, offered_backends
+
+    who = [c.__name__ for c in REGISTRY.configs() if backend in offered_backends(c)]
+    return f" backend={backend!r} is offered by {', '.join(who)}." if who else ""
 
 
 def _embedding_bits(cfg: QuantConfig) -> None:
@@ -127,8 +134,8 @@ class StaticInt8(QuantConfig):
         if not isinstance(self.fuse_layers, bool):
             raise ConfigError(f"StaticInt8.fuse_layers={self.fuse_layers!r} must be True or False")
         _embedding_bits(self)
-        _choice("StaticInt8", "observer", self.observer, OBSERVERS)
-        _choice("StaticInt8", "granularity", self.granularity, GRANULARITIES)
+        check_choice("StaticInt8.observer", self.observer, OBSERVERS)
+        check_choice("StaticInt8.granularity", self.granularity, GRANULARITIES)
         if not 50.0 < self.percentile <= 100.0:
             raise ConfigError(f"StaticInt8.percentile={self.percentile!r} must be in (50, 100], e.g. 99.99")
         if not 0.0 <= self.smoothquant_alpha < 1.0:
@@ -179,15 +186,12 @@ class WeightOnly(QuantConfig):
 
     def validate(self) -> None:
         super().validate()
-        _choice("WeightOnly", "bits", self.bits, (4, 8))
+        check_choice("WeightOnly.bits", self.bits, (4, 8))
         if self.group_size not in GROUP_SIZES:
             raise ConfigError(f"WeightOnly.group_size={self.group_size!r} is not allowed; choose one of "
                               f"{', '.join(map(str, GROUP_SIZES))} (it must divide every quantized layer's input size)")
-        if self.backend == "onnxruntime":
-            raise ConfigError("WeightOnly.backend='onnxruntime' is not offered; use backend='torch', 'llamacpp' "
-                              "or 'auto'")
-        _choice("WeightOnly", "method", self.method, ("gptq", "rtn"))
-        _choice("WeightOnly", "format", self.format, LM_FORMATS)
+        check_choice("WeightOnly.method", self.method, ("gptq", "rtn"))
+        check_choice("WeightOnly.format", self.format, LM_FORMATS)
         if self.format != "auto" and (self.format == "Q8_0") != (self.bits == 8):
             raise ConfigError(f"WeightOnly(bits={self.bits}, format={self.format!r}) disagree: Q8_0 is the 8-bit "
                               "format, Q4_0/Q4_1/Q5_0/Q5_1 the 4-bit ones (Q5 as the wider step of a 4-bit mix)")
@@ -199,7 +203,7 @@ class WeightOnly(QuantConfig):
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"WeightOnly.{f}={v!r} must be a positive integer")
-        _choice("WeightOnly", "fallback", self.fallback, ("kld", "perplexity"))
+        check_choice("WeightOnly.fallback", self.fallback, ("kld", "perplexity"))
 
 
 @register_config
@@ -230,5 +234,3 @@ class QAT(QuantConfig):
             raise ConfigError(f"QAT.lr={self.lr!r} must be > 0, e.g. 1e-3")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"QAT.batch_size={self.batch_size!r} must be a positive integer")
-        if self.backend == "onnxruntime":
-            raise ConfigError("QAT.backend='onnxruntime' is not offered; QAT trains in PyTorch, use backend='torch'")

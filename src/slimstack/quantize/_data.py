@@ -13,14 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._arch import is_encoder
 from ..datasets import Dataset
 from ..errors import DataError, ShapeError
 
-__all__ = ["is_encoder", "as_inputs", "batches", "check_runs"]
-
-
-def is_encoder(model: Any) -> bool:
-    return hasattr(model, "encode") and hasattr(model, "tokenize")
+__all__ = ["as_inputs", "batches", "check_runs"]
 
 
 def as_inputs(data: Any, model: Any, *, what: str, limit: int | None = None) -> np.ndarray | list[str]:

@@ -1,9 +1,11 @@
-"""What ``ss.quantize`` returns: the new model and a record of every decision it took."""
+"""What ``ss.quantize`` returns: the new model, one record per layer, and the record of every decision."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
+
+from .._result import LayerRecord, Result
 
 __all__ = ["QuantRecord", "QuantResult"]
 
@@ -53,12 +55,59 @@ class QuantRecord:
         return s
 
 
-@dataclasses.dataclass
-class QuantResult:
-    """``model`` (a new model with the original's interface) and its :class:`QuantRecord`."""
+    def layer_records(self) -> list[LayerRecord]:
+        """One :class:`~slimstack._result.LayerRecord` per layer: ``action`` "quantized" or "float", bits before/after."""
+        default = self.config.get("data", {}).get("bits", 8)
+        out = []
+        for r in self.layers:
+            quantized = r["status"] == "quantized"
+            after = _bits(r, default) if quantized else 32
+            extra = {k: v for k, v in r.items() if k not in ("name", "status", "reason")}
+            reason = r.get("reason") or (f"{r.get('as', r.get('format', 'int'))} on {self.backend}" if quantized else "")
+            out.append(LayerRecord(r["name"], "quantized" if quantized else "float", "bits", 32, after, reason, extra))
+        return out
 
-    model: Any
-    record: QuantRecord
+    def summary_dict(self) -> dict[str, Any]:
+        """Totals and settings: what :attr:`QuantResult.summary` holds."""
+        return {"technique": self.config["type"], "backend": self.backend, "backend_reason": self.backend_reason,
+                "quantized": len(self.quantized), "kept_float": len(self.kept_float), "tolerance": self.tolerance,
+                "quality_metric": self.quality_metric, "quality_float": self.quality_float,
+                "quality_quantized": self.quality_quantized, "fallback_met": self.fallback_met}
 
-    def __iter__(self):  # allow ``model, record = ss.quantize(...)``
+
+def _bits(r: dict[str, Any], default: int | float) -> int | float:
+    """Stored bits per weight of a quantized layer (int8/int4 codes; a mixed table averages its rows)."""
+    if r.get("bits") == "mixed":
+        n8, n4 = r.get("int8_rows", 0), r.get("int4_rows", 0)
+        return (8 * n8 + 4 * n4) / max(n8 + n4, 1)
+    if isinstance(r.get("bits"), int | float):
+        return r["bits"]
+    if "bits_per_weight" in r:
+        return r["bits_per_weight"]
+    return 8 if r.get("as", "").startswith("Quant") or r.get("kernel") == "onnxruntime" else default
+
+
+@dataclasses.dataclass(init=False)
+class QuantResult(Result):
+    """``ss.quantize``'s result: ``model`` (the original's interface), per-layer ``records`` and ``summary``.
+
+    ``record`` is the full :class:`QuantRecord` (backend choice, candidates, sensitivity, notes);
+    ``records`` and ``summary`` are derived from it, so the report reads quantization like every
+    other verb. ``model, record = ss.quantize(...)`` unpacks to the model and the QuantRecord, as it
+    always has (``Result`` unpacks to ``records``; use ``q.records`` for those).
+    """
+
+    verb: ClassVar[str] = "quantize"
+    record: QuantRecord | None = None
+
+    def __init__(self, model: Any, record: QuantRecord):
+        super().__init__(model, record.layer_records(), record.summary_dict())
+        self.record = record
+
+    def extras(self) -> dict[str, Any]:
+        r = self.record
+        return {"backend": r.backend, "candidates": r.candidates, "sensitivity": r.sensitivity, "notes": r.notes,
+                "config": r.config}
+
+    def __iter__(self):  # ``model, record = ss.quantize(...)``: the QuantRecord, kept from before Result
         return iter((self.model, self.record))

@@ -29,7 +29,7 @@ from ._lm import LlamaCppLM, llama_cpp_available
 from ._plan import EMBED, allocate, calibration_windows, check_group_size, kld, ladder, layer_of, measure_sensitivity
 from ._writer import LLAMA_TYPES, QTensor, write_gguf
 
-__all__ = ["quantize_lm", "is_causal_lm", "lm_parts"]
+__all__ = ["quantize_lm", "lm_parts"]
 
 
 def lm_parts(lm: Any) -> tuple[nn.Module, Any]:
@@ -39,11 +39,6 @@ def lm_parts(lm: Any) -> tuple[nn.Module, Any]:
         if isinstance(m, nn.Module) and hasattr(m, "config"):
             return m, lm.tokenizer
     raise ModelError(f"{type(lm).__name__} exposes no transformers model (.model) to quantize")
-
-
-def is_causal_lm(obj: Any) -> bool:
-    return hasattr(obj, "tokenizer") and hasattr(obj, "logprobs") and hasattr(obj, "generate") and \
-        not isinstance(obj, LlamaCppLM)
 
 
 def _rewrap(lm: Any, hf: nn.Module) -> Any:

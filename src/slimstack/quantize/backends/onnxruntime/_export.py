@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ....errors import ModelError
-from ..._data import is_encoder
+from ...._arch import is_encoder
 
 __all__ = ["export_onnx", "optimize_transformer"]
 

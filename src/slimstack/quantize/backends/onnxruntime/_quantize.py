@@ -20,8 +20,9 @@ import onnx
 from torch import nn
 
 from ....errors import ConfigError
-from ..._configs import DynamicInt8, QuantConfig, StaticInt8
-from ..._data import batches, is_encoder
+from ...._arch import is_encoder
+from ..._data import batches
+from ..._scheme import Scheme
 from ._export import export_onnx, optimize_transformer
 from ._models import OrtClassifier, OrtModel, OrtSentenceEncoder
 
@@ -86,17 +87,20 @@ def _quantized_node(node: onnx.NodeProto, producer: dict[str, str], consumers: d
 class OrtBuilder:
     """Exports ``model`` (from a copy) and builds ONNX Runtime int8 variants of it."""
 
-    def __init__(self, model: nn.Module, config: QuantConfig, example: Any, calibration: Any = None):
-        if isinstance(config, StaticInt8) and config.observer not in _CALIBRATE:
-            raise ConfigError(f"StaticInt8.observer={config.observer!r} has no ONNX Runtime calibrator; with "
+    def __init__(self, model: nn.Module, scheme: Scheme, example: Any, calibration: Any = None):
+        if scheme.weight_only:
+            raise ConfigError(f"{scheme.technique} keeps activations in float, which the ONNX Runtime backend "
+                              "does not offer; use backend='torch'")
+        if scheme.static and scheme.observer not in _CALIBRATE:
+            raise ConfigError(f"{scheme.technique}.observer={scheme.observer!r} has no ONNX Runtime calibrator; with "
                               f"backend='onnxruntime' use one of {sorted(_CALIBRATE)}, or backend='torch'")
-        if isinstance(config, StaticInt8) and config.smoothquant_alpha > 0:
-            raise ConfigError("StaticInt8.smoothquant_alpha is applied by the torch backend only; "
+        if scheme.static and scheme.smoothquant_alpha > 0:
+            raise ConfigError(f"{scheme.technique}.smoothquant_alpha is applied by the torch backend only; "
                               "use backend='torch' or smoothquant_alpha=0")
-        self.config, self.encoder = config, is_encoder(model)
+        self.scheme, self.encoder = scheme, is_encoder(model)
         self.fusions: dict[str, int] = {}
         proto = export_onnx(model, example)
-        if self.encoder and getattr(config, "optimize_graph", True) and hasattr(model.model, "config"):
+        if self.encoder and scheme.optimize_graph and hasattr(model.model, "config"):
             try:
                 proto, self.fusions = optimize_transformer(proto, model.model.config)
             except Exception as exc:  # an architecture the BERT fuser does not know: keep the plain graph
@@ -139,15 +143,15 @@ class OrtBuilder:
     def build(self, float_units: set[str] | frozenset[str] = frozenset()) -> tuple[OrtModel, list[dict[str, Any]]]:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-        cfg = self.config
+        cfg = self.scheme
         units = self.units()
         exclude = [u for u in units if u in float_units]
-        per_channel = getattr(cfg, "per_channel", getattr(cfg, "granularity", "per_channel") == "per_channel")
+        per_channel = cfg.per_channel
         extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
         with tempfile.TemporaryDirectory() as tmp, _quiet():
             src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
             onnx.save(self.float_proto, str(src))
-            if isinstance(cfg, DynamicInt8):
+            if cfg.activations == "dynamic":
                 quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
                                  reduce_range=cfg.reduce_range, nodes_to_exclude=exclude, extra_options=extra)
             else:
