@@ -29,11 +29,12 @@ METHODS: dict[str, type[MergeConfig]] = {}  # method name -> config class, fille
 NEEDS_BASE: list[type[MergeConfig]] = []  # configs whose rule merges task vectors from a common base
 
 
-def _method(config_cls: type[MergeConfig]):
-    """Register a handler class for ``config_cls`` and make its ``method`` name a valid ``method=``."""
+def _method(config_cls: type[MergeConfig], name: str, *, needs_base: bool = False, needs_data: str = ""):
+    """Register a handler class for ``config_cls`` under the method ``name`` (a valid ``method=``)."""
 
     def deco(handler_cls: type[MergeHandler]) -> type[MergeHandler]:
-        METHODS[handler_cls.method] = config_cls
+        handler_cls.method, handler_cls.needs_base, handler_cls.needs_data = name, needs_base, needs_data
+        METHODS[name] = config_cls
         if handler_cls.needs_base:
             NEEDS_BASE.append(config_cls)
         return MERGERS.register(config_cls)(handler_cls)
@@ -144,18 +145,17 @@ def _average_buffers(arrays: dict[str, np.ndarray], model_w: Sequence[Weights], 
         summary["fixed_from_template"] = list(model_w[0].fixed)
 
 
-@_method(UniformSoup)
+@_method(UniformSoup, "uniform")
 class UniformSoupHandler(MergeHandler):
-    method = "uniform"
+    """Every parameter averaged over the models."""
 
     def merge_arrays(self, config: UniformSoup, inputs: MergeInputs) -> dict[str, np.ndarray]:
         return _methods.uniform_soup([w.arrays for w in inputs.models], inputs.models[0].params)
 
 
-@_method(GreedySoup)
+@_method(GreedySoup, "greedy_soup", needs_data="ranks and adds ingredients by validation score")
 class GreedySoupHandler(MergeHandler):
-    method = "greedy_soup"
-    needs_data = "ranks and adds ingredients by validation score"
+    """Ingredients added best-first while the soup's validation score improves."""
 
     def merge_arrays(self, config: GreedySoup, inputs: MergeInputs) -> dict[str, np.ndarray]:
         ref = inputs.models[0]
@@ -171,10 +171,9 @@ class GreedySoupHandler(MergeHandler):
         return f"greedy soup: mean of models {kept} ({len(kept)} of {summary['n_models']} kept)"
 
 
-@_method(TaskArithmetic)
+@_method(TaskArithmetic, "task_arithmetic", needs_base=True)
 class TaskArithmeticHandler(MergeHandler):
-    method = "task_arithmetic"
-    needs_base = True
+    """``base + scaling * sum(task vectors)``, scaling given, tuned on data, or 1/n."""
 
     def merge_arrays(self, config: TaskArithmetic, inputs: MergeInputs) -> dict[str, np.ndarray]:
         states, keys, base = [w.arrays for w in inputs.models], inputs.models[0].params, inputs.base.arrays
@@ -199,10 +198,9 @@ class TaskArithmeticHandler(MergeHandler):
         return f"base + {summary['scaling']:.3g} x sum of {summary['n_models']} task vectors"
 
 
-@_method(TiesMerging)
+@_method(TiesMerging, "ties", needs_base=True)
 class TiesHandler(MergeHandler):
-    method = "ties"
-    needs_base = True
+    """Trimmed task vectors, elected signs, agreeing entries averaged."""
 
     def merge_arrays(self, config: TiesMerging, inputs: MergeInputs) -> dict[str, np.ndarray]:
         merged, info = _methods.ties_merge(inputs.base.arrays, [w.arrays for w in inputs.models], config.density,
