@@ -134,11 +134,29 @@ def test_save_load_without_pickle_and_onnx_export(cnn, resnet, digits, tmp_path)
 
 
 def test_sensitivity_tolerance_lowers_sensitive_layers(cnn, digits):
+    # absolute_tolerance: the drop in accuracy points (what tolerance= meant before it became relative)
     train, test = digits
-    r = ss.prune(cnn, ss.StructuredPruning(ratio=0.75, tolerance=0.02, sensitivity_ratios=(0.25, 0.5)),
+    r = ss.prune(cnn, ss.StructuredPruning(ratio=0.75, absolute_tolerance=0.02, sensitivity_ratios=(0.25, 0.5)),
                  data=train, val=test)
     sens = r.summary["sensitivity"]
     assert set(sens["curves"]) == {"features.0", "features.3", "classifier.1"}
     assert sens["met"] == (sens["baseline"] - quality(r.model, test) <= 0.02)
     assert any(v < 0.75 for v in r.summary["ratios"].values())
     assert quality(r.model, test) >= sens["baseline"] - 0.02 or not sens["met"]
+
+
+def test_tolerance_is_relative_to_the_baseline(cnn, digits):
+    train, test = digits
+    r = ss.prune(cnn, ss.StructuredPruning(ratio=0.75, tolerance=0.02, sensitivity_ratios=(0.25, 0.5)),
+                 train=train, val=test)
+    sens = r.summary["sensitivity"]
+    assert sens["tolerance_kind"] == "relative"
+    assert sens["allowed_drop"] == pytest.approx(0.02 * sens["baseline"])
+    assert sens["baseline"] == pytest.approx(quality(cnn, test)) and 0.9 < sens["baseline"] < 1
+    assert sens["met"] == (quality(r.model, test) >= sens["baseline"] * (1 - 0.02))
+    for unit, curve in sens["curves"].items():  # each unit got the largest trial ratio within the allowed drop
+        ok = [float(k) for k, q in curve.items() if sens["baseline"] - q <= sens["allowed_drop"] and float(k) <= 0.75]
+        assert sens["tries"][0]["ratios"][unit] == max(ok, default=0.0)
+    a = ss.prune(cnn, ss.StructuredPruning(ratio=0.75, absolute_tolerance=0.02, sensitivity_ratios=(0.25, 0.5)),
+                 train=train, val=test).summary["sensitivity"]
+    assert a["tolerance_kind"] == "absolute" and a["allowed_drop"] == 0.02 and a["baseline"] == sens["baseline"]

@@ -110,6 +110,7 @@ class TorchAdapter(ModelAdapter):
             return self.model(prepared)
 
     def to_numpy(self, out: Any) -> np.ndarray:
+        out = getattr(out, "logits", out)  # Hugging Face task models return an output object
         return out.detach().float().numpy()
 
     def params(self) -> tuple[int, int]:

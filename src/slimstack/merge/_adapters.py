@@ -3,7 +3,8 @@
 The merge rules in :mod:`._methods` see only ``dict[str, np.ndarray]``. This module extracts that
 dict (with each entry's role: a learned parameter, a float buffer such as BatchNorm running
 statistics, or a fixed entry such as ``num_batches_tracked``), checks that models share names and
-shapes, builds a new model of the template's type from a merged dict, and scores a model on data.
+shapes, and builds a new model of the template's type from a merged dict. Scores come from
+``ss.measure.score``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from ..errors import DataError, ModelError, ShapeError
 
 __all__ = ["Weights", "extract", "check_compatible", "build", "make_evaluator", "recalibrate_batchnorm",
-           "has_batchnorm", "as_xy"]
+           "has_batchnorm", "as_xy", "as_dataset", "family_problem"]
 
 
 @dataclasses.dataclass
@@ -49,6 +50,15 @@ def _family(model: Any) -> str:
         return "sklearn_mlp"
     raise ModelError(f"ss.merge takes torch.nn.Module or fitted sklearn MLPClassifier/MLPRegressor models, got "
                      f"{type(model).__name__}; wrap other models in an ensemble (ss.VotingEnsemble) instead")
+
+
+def family_problem(model: Any) -> str | None:
+    """Why ``model`` cannot be merged (its type, or not fitted), or None."""
+    try:
+        _family(model)
+    except ModelError as exc:
+        return str(exc)
+    return None
 
 
 def extract(model: Any) -> Weights:
@@ -143,36 +153,35 @@ def as_xy(data: Any, family: str) -> tuple[Any, np.ndarray, bool]:
     return X, y, classify
 
 
-def _torch_outputs(model: Any, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    import torch
+def as_dataset(data: Any, family: str) -> Any:
+    """A slimstack Dataset to score on: ``data`` itself, or an ``(X, y)`` pair wrapped."""
+    from ..datasets import Dataset, from_arrays
 
-    model.eval()
-    outs = []
-    with torch.no_grad():
-        for start in range(0, len(X), batch_size):
-            outs.append(model(torch.as_tensor(X[start:start + batch_size], dtype=torch.float32)).cpu().numpy())
-    return np.concatenate(outs)
+    if isinstance(data, Dataset):
+        as_xy(data, family)  # the same checks as for a pair
+        return data
+    X, y, classify = as_xy(data, family)
+    return from_arrays(X, y, name="merge validation data", task="classification" if classify else "regression")
 
 
 def make_evaluator(template: Any, data: Any, scoring: Callable[[Any, Any, Any], float] | None
                    ) -> Callable[[dict[str, np.ndarray]], float]:
     """A function from merged weights to a validation score (higher is better).
 
-    Default score: accuracy for classification, R^2 (sklearn) or negative MSE (torch) for regression.
+    Default score: ``ss.measure.score`` with the data's primary metric (accuracy for classification,
+    R^2 for regression), so greedy-soup and scaling scores mean what ``ss.measure`` reports.
     """
+    from ..measure import score
+
     family = _family(template)
-    X, y, classify = as_xy(data, family)
+    X, y, _ = as_xy(data, family)
+    ds = None if scoring is not None else as_dataset(data, family)
 
     def evaluate(arrays: dict[str, np.ndarray]) -> float:
         model = build(template, arrays)
         if scoring is not None:
             return float(scoring(model, X, y))
-        if family == "sklearn_mlp":
-            return float(model.score(X, y))
-        out = _torch_outputs(model, X)
-        if classify:
-            return float((out.argmax(axis=1) == y).mean())
-        return -float(((out.reshape(len(y), -1).squeeze(-1) - y) ** 2).mean())
+        return score(model, ds)
 
     return evaluate
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from .._config import Config, register_config
+from .._validate import check_choice, is_number
 from ..errors import ConfigError
 
 __all__ = ["MergeConfig", "UniformSoup", "GreedySoup", "TaskArithmetic", "TiesMerging", "BN_POLICIES"]
@@ -26,9 +26,7 @@ class MergeConfig(Config):
     batchnorm: str = "average"
 
     def validate(self) -> None:
-        if self.batchnorm not in BN_POLICIES:
-            raise ConfigError(f"{type(self).__name__}.batchnorm={self.batchnorm!r} is not allowed; use one of "
-                              f"{BN_POLICIES}")
+        check_choice(f"{type(self).__name__}.batchnorm", self.batchnorm, BN_POLICIES)
 
 
 @register_config
@@ -62,9 +60,9 @@ class TaskArithmetic(MergeConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.scaling is not None and not math.isfinite(float(self.scaling)):
+        if self.scaling is not None and not is_number(self.scaling):
             raise ConfigError(f"TaskArithmetic.scaling={self.scaling!r} must be a finite number (e.g. 0.3) or None")
-        if not self.scaling_grid or not all(math.isfinite(float(s)) for s in self.scaling_grid):
+        if not self.scaling_grid or not all(is_number(s) for s in self.scaling_grid):
             raise ConfigError(f"TaskArithmetic.scaling_grid={self.scaling_grid!r} must be a non-empty tuple of numbers")
 
 
@@ -79,8 +77,8 @@ class TiesMerging(MergeConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not 0.0 < float(self.density) <= 1.0:
+        if not (is_number(self.density) and 0.0 < self.density <= 1.0):  # check_range words it differently
             raise ConfigError(f"TiesMerging.density={self.density!r} must be in (0, 1]: the share of each task "
                               "vector's entries kept (0.2 keeps the largest 20%)")
-        if not math.isfinite(float(self.scaling)):
+        if not is_number(self.scaling):
             raise ConfigError(f"TiesMerging.scaling={self.scaling!r} must be a finite number (e.g. 1.0)")

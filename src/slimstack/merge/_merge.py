@@ -2,6 +2,7 @@
 
 An output ensemble of five models costs five forward passes; a merged model costs one. Merging
 works when the models sit in one basin of the loss, typically fine-tuned from a common start.
+The rules are handlers in :mod:`._handlers`, one per config, dispatched through the merge registry.
 """
 
 from __future__ import annotations
@@ -9,33 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
+from .._config import Config, Request
 from .._utils import any_grad_mode
-from .._config import Config, Registry
-from ..errors import ConfigError, DataError, unknown_name
-from . import _methods
-from ._adapters import (
-    Weights,
-    as_xy,
-    build,
-    check_compatible,
-    has_batchnorm,
-    make_evaluator,
-    recalibrate_batchnorm,
-)
-from ._configs import GreedySoup, MergeConfig, TaskArithmetic, TiesMerging, UniformSoup
+from ..errors import ConfigError, unknown_name
+from ._configs import MergeConfig
+from ._handlers import MERGERS, METHODS, NEEDS_BASE
+from ._result import MergeResult
 
 __all__ = ["merge", "METHODS"]
 
-METHODS: dict[str, type[MergeConfig]] = {
-    "uniform": UniformSoup,
-    "greedy_soup": GreedySoup,
-    "task_arithmetic": TaskArithmetic,
-    "ties": TiesMerging,
-}
-_NEEDS_BASE = (TaskArithmetic, TiesMerging)
-_handlers = Registry("merge")
+# Configs merging task vectors from a common ``base`` (the recipe's merge step reads this too).
+_NEEDS_BASE = tuple(NEEDS_BASE)
 
 
 @any_grad_mode
@@ -46,6 +31,7 @@ def merge(
     base: Any = None,
     data: Any = None,
     scoring: Callable[[Any, Any, Any], float] | None = None,
+    return_result: bool = False,
     **options: Any,
 ) -> Any:
     """Merge models of one architecture in weight space; return a new model of the same type.
@@ -63,16 +49,18 @@ def merge(
         Validation data: required by ``greedy_soup``, used to pick the task-arithmetic scaling when
         it is None, and by ``batchnorm="recalibrate"``.
     scoring : callable ``(model, X, y) -> float``, optional
-        Validation score, higher is better. Default: accuracy for classifiers, R^2 for sklearn
-        regressors, negative MSE for torch regressors.
+        Validation score, higher is better. Default: ``ss.measure.score`` with the data's primary
+        metric (accuracy for classification, R^2 for regression).
+    return_result : bool
+        Return a :class:`MergeResult` (model, one record per tensor, summary) instead of the model.
 
     Returns
     -------
-    model
+    model, or MergeResult with ``return_result=True``
         A deep copy of the first model (of ``base`` for task arithmetic and TIES) carrying the
-        merged weights. Inputs are never changed. ``model.merge_record_`` is a dict saying what
-        was merged, how buffers were handled, and method details (greedy-soup scores and
-        ingredients kept, chosen scaling, TIES sign conflicts).
+        merged weights. Inputs are never changed. ``model.merge_record_`` is the summary dict
+        saying what was merged, how buffers were handled, and method details (greedy-soup scores
+        and ingredients kept, chosen scaling, TIES sign conflicts).
 
     Examples
     --------
@@ -85,39 +73,9 @@ def merge(
     config = _resolve(method, options)
     if not isinstance(models, list | tuple) or len(models) == 0:
         raise ConfigError(f"ss.merge needs a non-empty list of models, got {type(models).__name__}")
-    needs_base = isinstance(config, _NEEDS_BASE)
-    name = type(config).__name__
-    if needs_base and base is None:
-        raise ConfigError(f"{name} needs base=: the model the others were fine-tuned from, since it merges their "
-                          "differences from it (task vectors)")
-    if not needs_base and base is not None:
-        raise ConfigError(f"{name} does not use base=; drop it, or use method='task_arithmetic' or 'ties'")
-    if isinstance(config, GreedySoup) and data is None:
-        raise DataError("greedy_soup ranks and adds ingredients by validation score; pass data=(X_val, y_val) "
-                        "or a Dataset")
-    if config.batchnorm == "recalibrate" and data is None:
-        raise DataError("batchnorm='recalibrate' recomputes BatchNorm statistics from data; pass data=")
-
-    everything = ([base] if needs_base else []) + list(models)
-    labels = (["base"] if needs_base else []) + [f"model {i}" for i in range(len(models))]
-    weights = check_compatible(everything, labels)
-    template = everything[0]
-    base_w, model_w = (weights[0], weights[1:]) if needs_base else (None, weights)
-
-    record: dict[str, Any] = {"method": name, "config": config.to_dict(), "n_models": len(models),
-                              "family": model_w[0].family, "params_merged": len(model_w[0].params)}
-    arrays = _handlers.lookup(config)(config, template, base_w, model_w, data, scoring, record)
-    _buffers(arrays, model_w, record)
-    merged = build(template, arrays)
-    if config.batchnorm == "recalibrate":
-        if has_batchnorm(merged):
-            X, _, _ = as_xy(data, model_w[0].family)
-            n = recalibrate_batchnorm(merged, X)
-            record["batchnorm"] = f"running statistics of {n} BatchNorm layers recomputed on data ({len(X)} rows)"
-        else:
-            record["batchnorm"] = "recalibrate asked, but the model has no BatchNorm layers: nothing to do"
-    merged.merge_record_ = record
-    return merged
+    request = Request(val=data, options={"base": base, "scoring": scoring})
+    result: MergeResult = MERGERS.dispatch(config, models).run(list(models), config, request)
+    return result if return_result else result.model
 
 
 def _resolve(method: Any, options: dict[str, Any]) -> MergeConfig:
@@ -134,57 +92,3 @@ def _resolve(method: Any, options: dict[str, Any]) -> MergeConfig:
         return METHODS[method](**options)
     except TypeError as exc:
         raise ConfigError(f"method={method!r} does not take {sorted(options)}: {exc}") from None
-
-
-def _buffers(arrays: dict[str, np.ndarray], model_w: Sequence[Weights], record: dict[str, Any]) -> None:
-    """Float buffers are averaged over the merged models; fixed entries come from the template."""
-    kept = record.get("greedy_soup", {}).get("kept", range(len(model_w)))
-    for name in model_w[0].buffers:
-        arrays[name] = np.mean([model_w[i].arrays[name] for i in kept], axis=0)
-    if model_w[0].buffers:
-        record["batchnorm"] = f"{len(model_w[0].buffers)} float buffers averaged over the merged models"
-    if model_w[0].fixed:
-        record["fixed_from_template"] = list(model_w[0].fixed)
-
-
-@_handlers.register(UniformSoup)
-def _uniform(config, template, base_w, model_w, data, scoring, record):
-    return _methods.uniform_soup([w.arrays for w in model_w], model_w[0].params)
-
-
-@_handlers.register(GreedySoup)
-def _greedy(config, template, base_w, model_w, data, scoring, record):
-    keys = model_w[0].params + model_w[0].buffers  # buffers follow their ingredients while scoring
-    evaluate = make_evaluator(template, data, scoring)
-    full = {**model_w[0].arrays}
-    soup, info = _methods.greedy_soup([w.arrays for w in model_w], lambda s: evaluate({**full, **s}), keys)
-    record["greedy_soup"] = info
-    return {k: soup[k] for k in model_w[0].params}
-
-
-@_handlers.register(TaskArithmetic)
-def _task_arithmetic(config, template, base_w, model_w, data, scoring, record):
-    states, keys = [w.arrays for w in model_w], model_w[0].params
-    if config.scaling is not None:
-        scaling, how = float(config.scaling), "given"
-    elif data is None:
-        scaling, how = 1.0 / len(model_w), "1/n_models (no data= to tune it on)"
-    else:
-        evaluate = make_evaluator(template, data, scoring)
-        buffers = _methods.uniform_soup(states, model_w[0].buffers) if model_w[0].buffers else {}
-        scores = {s: evaluate({**base_w.arrays, **buffers, **_methods.task_arithmetic(base_w.arrays, states, s, keys)})
-                  for s in config.scaling_grid}
-        scaling = max(scores, key=lambda s: (scores[s], -s))
-        how = "best on data"
-        record["scaling_scores"] = {str(s): v for s, v in scores.items()}
-    record["scaling"] = scaling
-    record["scaling_chosen"] = how
-    return _methods.task_arithmetic(base_w.arrays, states, scaling, keys)
-
-
-@_handlers.register(TiesMerging)
-def _ties(config, template, base_w, model_w, data, scoring, record):
-    merged, info = _methods.ties_merge(base_w.arrays, [w.arrays for w in model_w], config.density, config.scaling,
-                                       model_w[0].params)
-    record["ties"] = info
-    return merged

@@ -127,8 +127,7 @@ def ties_merge(
     """
     taus = [trim_top_k(t, density) for t in task_vectors(base, states, keys)]
     merged: State = {}
-    conflicts = 0
-    total = 0
+    per_tensor: dict[str, int] = {}
     for k in taus[0]:
         stack = np.stack([t[k] for t in taus])
         elected = np.sign(stack.sum(axis=0))
@@ -137,7 +136,8 @@ def ties_merge(
         mean = np.where(count > 0, (stack * agree).sum(axis=0) / np.maximum(count, 1), 0.0)
         merged[k] = base[k] + scaling * mean
         nonzero = (stack != 0).sum(axis=0)
-        conflicts += int(((nonzero > count) & (count > 0)).sum())
-        total += stack[0].size
+        per_tensor[k] = int(((nonzero > count) & (count > 0)).sum())
     kept = [int(sum(np.count_nonzero(v) for v in t.values())) for t in taus]
-    return merged, {"kept_per_task": kept, "entries": total, "sign_conflicts": conflicts}
+    total = int(sum(t.size for t in taus[0].values()))
+    return merged, {"kept_per_task": kept, "entries": total, "sign_conflicts": sum(per_tensor.values()),
+                    "sign_conflicts_per_tensor": per_tensor}

@@ -6,7 +6,7 @@ channels, neurons and heads for a smaller dense model; tree pruning cuts scikit-
 cost complexity. Every result carries a per-layer record of what was removed and why.
 """
 
-from . import _encoder_io, _nm, _sparse_io, _trees, _unstructured  # noqa: F401  (register handlers and formats)
+from . import _encoder_io, _nm, _sparse_io, _structured_handler, _trees, _unstructured  # noqa: F401  (handlers, formats)
 from ._api import prune
 from ._configs import MagnitudePruning, NMPruning, StructuredPruning, TreePruning
 from ._encoder_io import PrunedEncoderFormat

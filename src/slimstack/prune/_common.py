@@ -11,27 +11,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelError, ShapeError, close_matches
+from .._arch import is_encoder  # noqa: F401  (the one check; re-exported for the recovery loop)
+from ..errors import ShapeError, close_matches
 
-__all__ = ["is_encoder", "copy_model", "check_ignore", "example_inputs_for", "run_example", "weight_layers",
+__all__ = ["is_torch_encoder", "copy_model", "check_ignore", "example_inputs_for", "run_example", "weight_layers",
            "count_params", "failing_module"]
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def is_encoder(model: Any) -> bool:
-    """A slimstack sentence encoder around a Hugging Face transformer (any family; see slimstack._arch)."""
+def is_torch_encoder(model: Any) -> bool:
+    """A sentence encoder (:func:`slimstack._arch.is_encoder`) that is a torch module around a Hugging Face
+    transformer, so its layers can be cut and its ``model`` holds the weights (not an ONNX one)."""
     from .._arch import transformer_model_type
 
     inner = getattr(model, "model", None)
-    return (isinstance(model, nn.Module) and hasattr(model, "tokenize") and hasattr(model, "encode")
-            and isinstance(inner, nn.Module) and transformer_model_type(inner) is not None)
+    return (isinstance(model, nn.Module) and is_encoder(model) and isinstance(inner, nn.Module)
+            and transformer_model_type(inner) is not None)
 
 
-def copy_model(model: Any) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"this pruning config takes a torch nn.Module, got {type(model).__module__}."
-                         f"{type(model).__name__}; use ss.TreePruning for scikit-learn trees")
+def copy_model(model: nn.Module) -> nn.Module:
+    """The copy a handler prunes (the caller's model is never changed)."""
     return copy.deepcopy(model)
 
 
@@ -62,15 +62,15 @@ def example_inputs_for(model: nn.Module, example_inputs: Any, data: Any) -> Any:
     if example_inputs is None and data is not None:
         if getattr(data, "X", None) is not None:
             example_inputs = data.X[:2]
-        elif is_encoder(model):
+        elif is_torch_encoder(model):
             example_inputs = data.sentences()[:2]
     if example_inputs is None:
-        if is_encoder(model):
+        if is_torch_encoder(model):
             example_inputs = ["slimstack prunes this sentence.", "A second one."]
         else:
             raise ShapeError(f"structured pruning of a {type(model).__name__} traces the model on example inputs; "
-                             "pass example_inputs=x (a batch of real inputs, e.g. ds.X[:2]) or data=ds")
-    if is_encoder(model):
+                             "pass example_inputs=x (a batch of real inputs, e.g. ds.X[:2]), calibration=ds or data=ds")
+    if is_torch_encoder(model):
         if isinstance(example_inputs, str):
             example_inputs = [example_inputs]
         if isinstance(example_inputs, list | tuple) and all(isinstance(s, str) for s in example_inputs):

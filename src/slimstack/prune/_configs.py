@@ -10,27 +10,23 @@ import dataclasses
 from typing import Any, ClassVar
 
 from .._config import Config, register_config
+from .._validate import check_choice, check_range, is_number
 from ..errors import ConfigError
+from ._importance import IMPORTANCES
 
 __all__ = ["MagnitudePruning", "NMPruning", "StructuredPruning", "TreePruning", "RECOVERY", "IMPORTANCE"]
 
 RECOVERY = ("none", "finetune", "distill")
-IMPORTANCE = ("l1", "l2", "taylor", "random")
+IMPORTANCE = tuple(IMPORTANCES)  # the registered importance names (see _importance.register_importance)
 
 
 def _ratio(field: str, value: Any, example: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) < 1.0:
-        raise ConfigError(f"{field}={value!r} must be a number in [0, 1) (the fraction removed; 1 would remove "
-                          f"everything), e.g. {example}")
-
-
-def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{field}={value!r} is not allowed; choose one of: {', '.join(map(repr, allowed))}")
+    """A fraction removed: 1 would remove everything."""
+    check_range(field, value, 0, 1, high_open=True, example=example)
 
 
 def _positive_int(field: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not (is_number(value) and isinstance(value, int)) or value < 1:
         raise ConfigError(f"{field}={value!r} must be a positive integer")
 
 
@@ -53,18 +49,18 @@ class _Recovery(Config):
     seed: int = 0
 
     def validate(self) -> None:
-        _choice("recovery", self.recovery, RECOVERY)
-        _positive_int("recovery_epochs", self.recovery_epochs)
-        _positive_int("recovery_steps", self.recovery_steps)
-        if self.recovery_lr is not None and not (isinstance(self.recovery_lr, int | float) and self.recovery_lr > 0):
-            raise ConfigError(f"recovery_lr={self.recovery_lr!r} must be a positive number or None (automatic)")
+        c = type(self).__name__
+        check_choice(f"{c}.recovery", self.recovery, RECOVERY)
+        _positive_int(f"{c}.recovery_epochs", self.recovery_epochs)
+        _positive_int(f"{c}.recovery_steps", self.recovery_steps)
+        if self.recovery_lr is not None:
+            check_range(f"{c}.recovery_lr", self.recovery_lr, 0, low_open=True, example="3e-3, or None (automatic)")
         if isinstance(self.ignore, str):
             object.__setattr__(self, "ignore", (self.ignore,))
         object.__setattr__(self, "ignore", tuple(self.ignore))
         if not all(isinstance(n, str) for n in self.ignore):
             raise ConfigError(f"ignore={self.ignore!r} must list module names as strings, e.g. ('classifier.3',)")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed={self.seed!r} must be an integer")
+        check_range(f"{c}.seed", self.seed, integer=True, example="seed=0")
 
 
 @register_config
@@ -95,11 +91,12 @@ class MagnitudePruning(_Recovery):
     steps: int = 3
 
     def validate(self) -> None:
+        c = type(self).__name__
         super().validate()
-        _ratio("sparsity", self.sparsity, "MagnitudePruning(sparsity=0.8)")
-        _choice("scope", self.scope, ("layer", "global"))
-        _choice("schedule", self.schedule, ("oneshot", "iterative"))
-        _positive_int("steps", self.steps)
+        _ratio(f"{c}.sparsity", self.sparsity, "MagnitudePruning(sparsity=0.8)")
+        check_choice(f"{c}.scope", self.scope, ("layer", "global"))
+        check_choice(f"{c}.schedule", self.schedule, ("oneshot", "iterative"))
+        _positive_int(f"{c}.steps", self.steps)
         if self.schedule == "iterative" and self.recovery == "none":
             raise ConfigError("schedule='iterative' fine-tunes between steps, but recovery='none'; set "
                               "recovery='finetune' or 'distill', or use schedule='oneshot'")
@@ -123,9 +120,10 @@ class NMPruning(_Recovery):
     m: int = 4
 
     def validate(self) -> None:
+        c = type(self).__name__
         super().validate()
-        _positive_int("n", self.n)
-        _positive_int("m", self.m)
+        _positive_int(f"{c}.n", self.n)
+        _positive_int(f"{c}.m", self.m)
         if not self.n < self.m:
             raise ConfigError(f"n={self.n} must be smaller than m={self.m} (keep n of every m weights), e.g. n=2, m=4")
 
@@ -155,8 +153,14 @@ class StructuredPruning(_Recovery):
     global_pruning : bool
         Rank channels across layers instead of within each layer.
     tolerance : float, optional
-        Measure each layer's sensitivity on the validation data and give layers whose quality
-        drop would exceed ``tolerance`` (absolute, e.g. 0.01 accuracy) a lower ratio.
+        Measure each layer's sensitivity on the validation data (``val=``) and give layers whose
+        quality drop would exceed ``tolerance`` a lower ratio. Relative to the unpruned model's
+        quality, as everywhere in slimstack: 0.01 allows losing at most 1 % of the baseline's
+        metric (accuracy 0.95 may fall to 0.9405).
+    absolute_tolerance : float, optional
+        The same analysis with the drop given in metric units instead (0.01 = one accuracy
+        point), the meaning ``tolerance`` had before slimstack 0.x made it relative. Set at most
+        one of the two.
 
     Examples
     --------
@@ -172,28 +176,44 @@ class StructuredPruning(_Recovery):
     round_to: int | None = None
     global_pruning: bool = False
     tolerance: float | None = None
+    absolute_tolerance: float | None = None
     sensitivity_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
     taylor_batches: int = 8
 
     def validate(self) -> None:
+        c = type(self).__name__
         super().validate()
-        _ratio("ratio", self.ratio, "StructuredPruning(ratio=0.5)")
-        _ratio("head_ratio", self.head_ratio, "StructuredPruning(head_ratio=0.25)")
-        _choice("importance", self.importance, IMPORTANCE)
+        _ratio(f"{c}.ratio", self.ratio, "StructuredPruning(ratio=0.5)")
+        _ratio(f"{c}.head_ratio", self.head_ratio, "StructuredPruning(head_ratio=0.25)")
+        check_choice(f"{c}.importance", self.importance, tuple(IMPORTANCES))
         if self.layer_ratios is not None:
             if not isinstance(self.layer_ratios, dict):
                 raise ConfigError(f"layer_ratios={self.layer_ratios!r} must be a dict of module name -> ratio, "
                                   "e.g. {'features.3': 0.3}")
             for name, r in self.layer_ratios.items():
-                _ratio(f"layer_ratios[{name!r}]", r, "{'features.3': 0.3}")
+                _ratio(f"{c}.layer_ratios[{name!r}]", r, "{'features.3': 0.3}")
         if self.round_to is not None:
-            _positive_int("round_to", self.round_to)
-        if self.tolerance is not None and not (isinstance(self.tolerance, int | float) and self.tolerance >= 0):
-            raise ConfigError(f"tolerance={self.tolerance!r} must be a non-negative quality drop, e.g. 0.01, or None")
+            _positive_int(f"{c}.round_to", self.round_to)
+        for field in ("tolerance", "absolute_tolerance"):
+            if getattr(self, field) is not None:
+                check_range(f"{c}.{field}", getattr(self, field), 0, example=f"{field}=0.01, or None")
+        if self.tolerance is not None and self.absolute_tolerance is not None:
+            raise ConfigError(f"tolerance={self.tolerance} and absolute_tolerance={self.absolute_tolerance} are both "
+                              "set; keep one (tolerance is relative to the baseline, absolute_tolerance in metric "
+                              "units)")
         object.__setattr__(self, "sensitivity_ratios", tuple(self.sensitivity_ratios))
         for r in self.sensitivity_ratios:
-            _ratio("sensitivity_ratios", r, "(0.25, 0.5, 0.75)")
-        _positive_int("taylor_batches", self.taylor_batches)
+            _ratio(f"{c}.sensitivity_ratios", r, "(0.25, 0.5, 0.75)")
+        _positive_int(f"{c}.taylor_batches", self.taylor_batches)
+
+    @property
+    def tolerance_rule(self) -> tuple[float, bool] | None:
+        """``(tolerance, relative)`` when a tolerance is set (either field), else None."""
+        if self.tolerance is not None:
+            return float(self.tolerance), True
+        if self.absolute_tolerance is not None:
+            return float(self.absolute_tolerance), False
+        return None
 
 
 @register_config
@@ -203,8 +223,9 @@ class TreePruning(Config):
 
     The fitted trees are pruned in place of a copy (no refit), with the impurity the model was
     trained with (Gini or entropy). ``ccp_alpha="auto"`` tries ``n_alphas`` values along the trees'
-    pruning paths and keeps the largest whose score on ``data`` (validation data) stays within
-    ``tolerance`` of the best.
+    pruning paths (alpha 0, the unpruned forest, is one of them) and keeps the largest whose score
+    on the validation data (``val=``, or ``data=`` as before) stays within ``tolerance`` of the best
+    score on that path, relative as everywhere: 0.005 allows 0.5 % below the best.
 
     Examples
     --------
@@ -219,9 +240,9 @@ class TreePruning(Config):
     tolerance: float = 0.0
 
     def validate(self) -> None:
+        c = type(self).__name__
         a = self.ccp_alpha
         if not (a == "auto" or (isinstance(a, int | float) and not isinstance(a, bool) and a >= 0)):
             raise ConfigError(f"ccp_alpha={a!r} must be 'auto' or a non-negative number, e.g. 0.001")
-        _positive_int("n_alphas", self.n_alphas)
-        if not (isinstance(self.tolerance, int | float) and self.tolerance >= 0):
-            raise ConfigError(f"tolerance={self.tolerance!r} must be a non-negative score drop, e.g. 0.005")
+        _positive_int(f"{c}.n_alphas", self.n_alphas)
+        check_range(f"{c}.tolerance", self.tolerance, 0, 1, example="tolerance=0.005 (0.5 % below the best)")

@@ -1,38 +1,42 @@
-"""Quality of a model on a dataset, quickly and untimed (for sensitivity analysis and tree pruning)."""
+"""Quality of a model on a dataset for pruning decisions: ``ss.measure.score``, and the tolerance test.
+
+Sensitivity analysis and tree pruning score through the one public scoring function, so a
+pruning record's quality means what ``ss.measure`` reports: accuracy (classification), R^2
+(regression), Spearman (sentence pairs).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import DataError
-from ._common import is_encoder
 
-__all__ = ["quality"]
+__all__ = ["quality", "allowed_drop"]
 
 
-@torch.no_grad()
 def quality(model: Any, data: Any) -> float:
-    """Accuracy (classification), negative MSE (regression) or Spearman (sentence pairs); higher is better."""
-    from ..measure import sts_metrics
+    """``ss.measure.score(model, data)`` with the dataset's primary metric (higher is better for each)."""
+    from ..datasets import Dataset
+    from ..measure import score
 
-    if is_encoder(model):
-        if getattr(data, "pairs", None) is None:
-            raise DataError(f"scoring a sentence encoder needs scored pairs (task 'sts'), got {data!r}")
-        sents = data.sentences()
-        emb = model.encode(sents, batch_size=128)
-        return float(sts_metrics(emb, data.scores)["spearman"])
-    if getattr(data, "X", None) is None or data.task not in ("classification", "regression"):
-        raise DataError(f"scoring needs labelled array data (classification or regression), got {data!r}")
-    was = model.training
-    model.eval()
-    from ._importance import logits
+    if not isinstance(data, Dataset):
+        raise DataError(f"scoring a pruned model needs a slimstack Dataset (e.g. ss.datasets.load('digits', "
+                        f"split='val') or ss.datasets.from_arrays(X, y)), got {type(data).__name__}")
+    if data.task == "classification" and _is_sklearn_regressor(model):
+        # a regressor fitted on numeric labels predicts numbers: score it as regression on them (R^2)
+        data = dataclasses.replace(data, task="regression", y=np.asarray(data.y, dtype=np.float32), classes=None)
+    return score(model, data)
 
-    out = torch.cat([logits(model(torch.as_tensor(np.ascontiguousarray(data.X[i : i + 512]))))
-                     for i in range(0, len(data.X), 512)]).numpy()
-    model.train(was)
-    if data.task == "classification":
-        return float((out.argmax(-1) == data.y).mean())
-    return -float(((out.reshape(len(out), -1)[:, 0] - data.y) ** 2).mean())
+
+def _is_sklearn_regressor(model: Any) -> bool:
+    from sklearn.base import is_regressor
+
+    return hasattr(model, "get_params") and is_regressor(model)
+
+
+def allowed_drop(baseline: float, tolerance: float, *, relative: bool = True) -> float:
+    """The quality a pruned model may lose: ``tolerance`` of the baseline's (relative) or in metric units."""
+    return tolerance * abs(baseline) if relative else tolerance

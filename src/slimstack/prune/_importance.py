@@ -9,6 +9,8 @@ with ``L`` the cosine-similarity loss on scored sentence pairs.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,21 +18,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, unknown_name
 
-__all__ = ["tp_importance", "taylor_gradients", "encoder_scores"]
+__all__ = ["Importance", "IMPORTANCES", "register_importance", "importance", "tp_importance", "taylor_gradients",
+           "encoder_scores"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Importance:
+    """One way to rank what to cut, for both structured backends.
+
+    ``torch_pruning()`` builds the Torch-Pruning group importance (networks); ``encoder(encoder,
+    stack, layers, data, seed, batches)`` returns per-layer head and FFN-neuron scores (transformers);
+    ``needs_gradients`` says the network backend must accumulate loss gradients on labelled data first.
+    """
+
+    name: str
+    torch_pruning: Callable[[], Any]
+    encoder: Callable[..., tuple[list[torch.Tensor], list[torch.Tensor]]]
+    needs_gradients: bool = False
+
+
+IMPORTANCES: dict[str, Importance] = {}
+
+
+def register_importance(imp: Importance) -> Importance:
+    """Add an importance; ``StructuredPruning(importance=imp.name)`` then accepts it."""
+    IMPORTANCES[imp.name] = imp
+    return imp
+
+
+def importance(name: str) -> Importance:
+    if name not in IMPORTANCES:
+        raise unknown_name("importance", name, IMPORTANCES)
+    return IMPORTANCES[name]
 
 
 def tp_importance(name: str):
-    import torch_pruning as tp
-
-    if name == "l1":
-        return tp.importance.GroupMagnitudeImportance(p=1)
-    if name == "l2":
-        return tp.importance.GroupMagnitudeImportance(p=2)
-    if name == "taylor":
-        return tp.importance.GroupTaylorImportance()
-    return tp.importance.RandomImportance()
+    """The Torch-Pruning importance object for ``name``."""
+    return importance(name).torch_pruning()
 
 
 def taylor_gradients(model: nn.Module, data: Any, batches: int, seed: int) -> None:
@@ -78,21 +104,26 @@ def logits(out: Any) -> torch.Tensor:
     raise DataError(f"cannot read class scores from a {type(out).__name__} output; return a tensor of logits")
 
 
-def encoder_scores(encoder: nn.Module, importance: str, data: Any, *, seed: int, batches: int, stack: Any = None
-                   ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def encoder_scores(encoder: nn.Module, importance_name: str, data: Any, *, seed: int, batches: int,
+                   stack: Any = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per-layer importance of each attention head and each FFN neuron of a transformer stack."""
     from .._arch import find_stack
 
     stack = stack or find_stack(encoder, required=True)
-    layers = list(stack.layers())
-    if importance in ("l1", "l2"):
-        p = 1 if importance == "l1" else 2
+    return importance(importance_name).encoder(encoder, stack, list(stack.layers()), data, seed, batches)
+
+
+def _norms(p: int):
+    def scores(encoder, stack, layers, data, seed, batches):
         return [_head_norms(stack, l, p) for l in layers], [_ffn_norms(stack, l, p) for l in layers]
-    if importance == "random":
-        gen = torch.Generator().manual_seed(seed)
-        return ([torch.rand(stack.heads(l), generator=gen) for l in layers],
-                [torch.rand(stack.ffn_width(l), generator=gen) for l in layers])
-    return _taylor_encoder(encoder, stack, layers, data, seed, batches)
+
+    return scores
+
+
+def _random_scores(encoder, stack, layers, data, seed, batches):
+    gen = torch.Generator().manual_seed(seed)
+    return ([torch.rand(stack.heads(l), generator=gen) for l in layers],
+            [torch.rand(stack.ffn_width(l), generator=gen) for l in layers])
 
 
 def _taylor_loss(model: nn.Module, data: Any):
@@ -124,6 +155,7 @@ def _taylor_loss(model: nn.Module, data: Any):
 
 
 def _taylor_encoder(encoder: nn.Module, stack: Any, layers: list[nn.Module], data: Any, seed: int, batches: int):
+    """``|dL/dm|`` of masks on each head's and neuron's output, summed over ``batches`` batches."""
     loss_of, n = _taylor_loss(encoder, data)
     head_masks = [torch.ones(stack.heads(l), requires_grad=True) for l in layers]
     ffn_masks = [torch.ones(stack.ffn_width(l), requires_grad=True) for l in layers]
@@ -155,3 +187,19 @@ def _taylor_encoder(encoder: nn.Module, stack: Any, layers: list[nn.Module], dat
             h.remove()
         encoder.train(was_training)
     return head_imp, ffn_imp
+
+
+def _tp(kind: str, **kw: Any) -> Callable[[], Any]:
+    def build():
+        import torch_pruning as tp
+
+        return getattr(tp.importance, kind)(**kw)
+
+    return build
+
+
+# The order is the order error messages list them in.
+register_importance(Importance("l1", _tp("GroupMagnitudeImportance", p=1), _norms(1)))
+register_importance(Importance("l2", _tp("GroupMagnitudeImportance", p=2), _norms(2)))
+register_importance(Importance("taylor", _tp("GroupTaylorImportance"), _taylor_encoder, needs_gradients=True))
+register_importance(Importance("random", _tp("RandomImportance"), _random_scores))

@@ -6,15 +6,16 @@ from typing import Any
 
 import torch
 
+from .._config import Request
 from ._common import check_ignore, copy_model, count_params
 from ._configs import NMPruning
 from ._recovery import apply_masks, recover
-from ._registry import HANDLERS
+from ._registry import HANDLERS, TorchHandler
 from ._result import LayerRecord, PruneResult
 from ._sparse_io import mark_sparse
 from ._unstructured import prunable_weights
 
-__all__ = ["nm_mask", "is_nm", "prune_nm"]
+__all__ = ["NMHandler", "nm_mask", "is_nm"]
 
 
 def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -34,8 +35,14 @@ def is_nm(weight: torch.Tensor, n: int, m: int) -> bool:
 
 
 @HANDLERS.register(NMPruning)
-def prune_nm(model: Any, config: NMPruning, *, example_inputs: Any = None, data: Any = None,
-             val: Any = None) -> PruneResult:
+class NMHandler(TorchHandler):
+    """Keep ``n`` of every ``m`` consecutive input weights (``train`` feeds recovery)."""
+
+    def run(self, model: Any, config: NMPruning, request: Request) -> PruneResult:
+        return _prune_nm(model, config, request.train)
+
+
+def _prune_nm(model: Any, config: NMPruning, data: Any) -> PruneResult:
     pruned = copy_model(model)
     check_ignore(pruned, config.ignore)
     layers, records = prunable_weights(pruned, config.ignore)

@@ -3,69 +3,42 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import ClassVar
+
+from .._result import LayerRecord, Result
 
 __all__ = ["LayerRecord", "PruneResult"]
 
 
-@dataclasses.dataclass
-class LayerRecord:
-    """One layer (or tree) in the pruning record.
-
-    ``action`` is "pruned" or "skipped"; ``before``/``after`` count ``unit`` (channels, neurons,
-    heads, weights or nodes); ``reason`` says why the layer was pruned this much or left alone.
-    """
-
-    layer: str
-    action: str
-    unit: str
-    before: int | None = None
-    after: int | None = None
-    reason: str = ""
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def removed(self) -> int:
-        return 0 if self.before is None or self.after is None else self.before - self.after
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if not d["extra"]:
-            d.pop("extra")
-        return d
-
-
-@dataclasses.dataclass
-class PruneResult:
+@dataclasses.dataclass(repr=False)
+class PruneResult(Result):
     """The pruned model (a new object; the input is unchanged) and its record.
 
     Attributes
     ----------
     model : the pruned model, same inputs and outputs as the original.
-    record : list of :class:`LayerRecord`, one per layer considered, pruned or skipped.
+    records : list of :class:`LayerRecord`, one per layer (or tree) considered, pruned or skipped;
+        ``record`` is the same list (the older name).
     summary : dict with totals (parameters or nodes before/after), recovery history and settings.
     """
 
-    model: Any
-    record: list[LayerRecord]
-    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    verb: ClassVar[str] = "prune"
+
+    @property
+    def record(self) -> list[LayerRecord]:
+        return self.records
 
     @property
     def skipped(self) -> list[LayerRecord]:
-        return [r for r in self.record if r.action == "skipped"]
+        return [r for r in self.records if r.action == "skipped"]
 
     @property
     def pruned(self) -> list[LayerRecord]:
-        return [r for r in self.record if r.action == "pruned"]
+        return [r for r in self.records if r.action == "pruned"]
 
     def layer(self, name: str) -> LayerRecord:
-        for r in self.record:
-            if r.layer == name:
-                return r
-        raise KeyError(name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary, "record": [r.to_dict() for r in self.record]}
+        """The record of layer ``name`` (KeyError naming the recorded layers otherwise)."""
+        return self.record_for(name)
 
     def __repr__(self) -> str:
         return (f"PruneResult(model={type(self.model).__name__}, pruned={len(self.pruned)} layers, "

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from ._common import example_inputs_for, failing_module, run_example, weight_layers
-from ._importance import taylor_gradients, tp_importance
+from ._common import failing_module, run_example, weight_layers
+from ._importance import importance, taylor_gradients
 from ._result import LayerRecord
 
 __all__ = ["TorchBackend"]
@@ -46,9 +46,9 @@ class TorchBackend:
 
     unit = "channels"
 
-    def __init__(self, model: nn.Module, config: Any, example_inputs: Any, data: Any):
+    def __init__(self, model: nn.Module, config: Any, example: Any, data: Any):
         self.config = config
-        self.example = example_inputs_for(model, example_inputs, data)
+        self.example = example
         self.reference_out = run_example(model, self.example)
         self.data = data
         self.output_layers = _output_layers(model, self.example)
@@ -66,11 +66,6 @@ class TorchBackend:
             else:
                 self.units[name] = (config.layer_ratios or {}).get(name, config.ratio)
         self.frozen = [r.layer for r in self.skipped]
-
-    def evaluate(self, model: nn.Module, data: Any) -> float:
-        from ._eval import quality
-
-        return quality(model, data)
 
     def _check_sizes(self, model: nn.Module, ratios: dict[str, float]) -> tuple[dict[str, float], list[LayerRecord]]:
         """Drop units that would lose every channel (tiny layers, large round_to) and record why."""
@@ -98,9 +93,10 @@ class TorchBackend:
         per_layer = {model.get_submodule(n): r for n, r in ratios.items() if r > 0}
         if not per_layer:
             return self._records(model, before, ratios, skipped)
-        kwargs = dict(importance=tp_importance(self.config.importance), ignored_layers=ignored,
+        imp = importance(self.config.importance)
+        kwargs = dict(importance=imp.torch_pruning(), ignored_layers=ignored,
                       round_to=self.config.round_to)
-        if self.config.global_pruning and not self.config.layer_ratios and self.config.tolerance is None:
+        if self.config.global_pruning and not self.config.layer_ratios and self.config.tolerance_rule is None:
             kwargs.update(global_pruning=True, pruning_ratio=self.config.ratio)
         else:
             kwargs.update(pruning_ratio=0.0, pruning_ratio_dict=per_layer)
@@ -115,7 +111,7 @@ class TorchBackend:
                 f"{str(exc).splitlines()[0] if str(exc) else ''}. Add it to StructuredPruning(ignore=[...]) if its "
                 "channels must not change, rewrite it with standard layers, or use MagnitudePruning/NMPruning"
             ) from exc
-        if self.config.importance == "taylor":
+        if imp.needs_gradients:
             taylor_gradients(model, self.data, self.config.taylor_batches, self.config.seed)
         pruner.step()
         model.zero_grad(set_to_none=True)

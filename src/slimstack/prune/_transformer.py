@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .._arch import Stack, find_stack
-from ._common import example_inputs_for, run_example
+from ._common import run_example
 from ._importance import encoder_scores
 from ._result import LayerRecord
 
@@ -72,10 +72,10 @@ class EncoderBackend:
     """Units: each layer's attention block (heads) and FFN (neurons), e.g. ``model.encoder.layer.{i}.attention``
     and ``model.encoder.layer.{i}.intermediate`` for a BERT sentence encoder (names from :mod:`slimstack._arch`)."""
 
-    def __init__(self, model: nn.Module, config: Any, example_inputs: Any, data: Any):
+    def __init__(self, model: nn.Module, config: Any, example: Any, data: Any):
         self.config = config
         self.stack = find_stack(model, required=True, what="StructuredPruning of a transformer")
-        self.example = example_inputs_for(model, example_inputs, data)
+        self.example = example
         self.reference_out = run_example(model, self.example)
         layers = self.stack.layers()
         self.layers = len(layers)
@@ -95,16 +95,11 @@ class EncoderBackend:
                 else:
                     self.units[name] = overrides.get(name, default)
 
-    def evaluate(self, model: nn.Module, data: Any) -> float:
-        from ._eval import quality
-
-        return quality(model, data)
-
     def _plan(self, ratios: dict[str, float]) -> dict[str, list[int]]:
         """Indices to keep per unit; global ranking normalises each layer's FFN scores by their mean."""
         plan: dict[str, list[int]] = {}
         rt = self.config.round_to or 1
-        ffn_global = self.config.global_pruning and not self.config.layer_ratios and self.config.tolerance is None
+        ffn_global = self.config.global_pruning and not self.config.layer_ratios and self.config.tolerance_rule is None
         if ffn_global:
             names = [n for n in ratios if not self.index[n][1]]
             normed = {n: self.ffn_scores[self.index[n][0]] / self.ffn_scores[self.index[n][0]].mean() for n in names}

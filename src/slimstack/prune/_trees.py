@@ -9,35 +9,41 @@ its bootstrap samples and features; only the validation data is needed.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from .._config import Handler, Request
 from ..errors import DataError, ModelError
 from ._configs import TreePruning
+from ._eval import allowed_drop, quality
 from ._registry import HANDLERS
 from ._result import LayerRecord, PruneResult
 
-__all__ = ["prune_tree", "prune_trees_at"]
+__all__ = ["TreeHandler", "prune_trees_at"]
 
 _SUPPORTED = "DecisionTreeClassifier/Regressor, RandomForest*, ExtraTrees*"
 
 
-def _trees(model: Any) -> list[Any]:
+def _not_prunable(model: Any) -> str | None:
+    """Why ``model`` is not a fitted tree or forest TreePruning can cut, or None."""
     from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier, RandomForestRegressor
     from sklearn.tree import BaseDecisionTree
 
-    if isinstance(model, BaseDecisionTree):
-        if not hasattr(model, "tree_"):
-            raise ModelError(f"{type(model).__name__} is not fitted; fit it before pruning")
-        return [model]
-    if isinstance(model, RandomForestClassifier | RandomForestRegressor | ExtraTreesClassifier | ExtraTreesRegressor):
-        if not hasattr(model, "estimators_"):
-            raise ModelError(f"{type(model).__name__} is not fitted; fit it before pruning")
-        return list(model.estimators_)
+    forests = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
+    if isinstance(model, (BaseDecisionTree, *forests)):
+        fitted = hasattr(model, "tree_" if isinstance(model, BaseDecisionTree) else "estimators_")
+        return None if fitted else f"{type(model).__name__} is not fitted; fit it before pruning"
     hint = (" Its leaf values are fitted by line search, so pruning inner nodes would change predictions; refit it "
             "with ccp_alpha=... instead." if "GradientBoosting" in type(model).__name__ else "")
-    raise ModelError(f"TreePruning prunes {_SUPPORTED}; got {type(model).__name__}.{hint}")
+    return f"TreePruning prunes {_SUPPORTED}; got {type(model).__name__}.{hint}"
+
+
+def _trees(model: Any) -> list[Any]:
+    why = _not_prunable(model)
+    if why is not None:
+        raise ModelError(why)
+    return list(model.estimators_) if hasattr(model, "estimators_") else [model]
 
 
 def _pruned_tree(est: Any, alpha: float):
@@ -71,36 +77,38 @@ def _candidates(model: Any, n: int) -> np.ndarray:
     return np.concatenate([[0.0], alphas])
 
 
-def _score(model: Any, data: Any) -> float:
-    from sklearn.base import is_classifier
-
-    X = data.X.reshape(len(data.X), -1)
-    pred = model.predict(X)
-    if is_classifier(model):
-        return float((pred == data.y).mean())
-    return -float(((pred - data.y) ** 2).mean())
-
-
 def _nodes(model: Any) -> list[int]:
     return [int(e.tree_.node_count) for e in _trees(model)]
 
 
 @HANDLERS.register(TreePruning)
-def prune_tree(model: Any, config: TreePruning, *, example_inputs: Any = None, data: Any = None,
-               val: Any = None) -> PruneResult:
-    data = val if val is not None else data
+class TreeHandler(Handler):
+    """Cost-complexity pruning of fitted scikit-learn trees and forests; ``val`` (or ``train``) picks alpha."""
+
+    backends: ClassVar[tuple[str, ...]] = ("sklearn",)
+
+    def applies_to(self, model: Any) -> str | None:
+        return _not_prunable(model)
+
+    def run(self, model: Any, config: TreePruning, request: Request) -> PruneResult:
+        return _prune_tree(model, config, request.val if request.val is not None else request.train)
+
+
+def _prune_tree(model: Any, config: TreePruning, data: Any) -> PruneResult:
     before = _nodes(model)
     path: list[dict[str, float]] = []
     if config.ccp_alpha == "auto":
         if data is None or getattr(data, "X", None) is None:
-            raise DataError("TreePruning(ccp_alpha='auto') picks alpha on validation data; pass data=ds_val "
-                            "(rows the trees were not fitted on) or a fixed ccp_alpha=...")
+            raise DataError("TreePruning(ccp_alpha='auto') picks alpha on validation data; pass data=ds_val or "
+                            "val=ds_val (rows the trees were not fitted on) or a fixed ccp_alpha=...")
         for a in _candidates(model, config.n_alphas):
             cand = prune_trees_at(model, a)
-            path.append({"ccp_alpha": float(a), "score": _score(cand, data), "nodes": int(sum(_nodes(cand)))})
+            path.append({"ccp_alpha": float(a), "score": quality(cand, data), "nodes": int(sum(_nodes(cand)))})
         best = max(p["score"] for p in path)
-        alpha = max(p["ccp_alpha"] for p in path if p["score"] >= best - config.tolerance)
-        why = f"ccp_alpha={alpha:.4g}: largest alpha scoring within {config.tolerance} of the best on validation data"
+        floor = best - allowed_drop(best, config.tolerance)
+        alpha = max(p["ccp_alpha"] for p in path if p["score"] >= floor)
+        why = (f"ccp_alpha={alpha:.4g}: largest alpha scoring within {config.tolerance:.2%} of the best "
+               f"({best:.4g}) on validation data")
     else:
         alpha = float(config.ccp_alpha)
         why = f"ccp_alpha={alpha:.4g} as configured"
@@ -112,5 +120,5 @@ def prune_tree(model: Any, config: TreePruning, *, example_inputs: Any = None, d
     summary = {"config": config.to_dict(), "ccp_alpha": alpha, "nodes_before": sum(before), "nodes": sum(after),
                "criterion": getattr(model, "criterion", None), "path": path}
     if data is not None and getattr(data, "X", None) is not None:
-        summary.update(score_before=_score(model, data), score=_score(pruned, data))
+        summary.update(score_before=quality(model, data), score=quality(pruned, data))
     return PruneResult(pruned, records, summary)

@@ -7,14 +7,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._common import check_ignore, copy_model, count_params, is_encoder, weight_layers
+from .._config import Request
+
+from ._common import check_ignore, copy_model, count_params, is_torch_encoder, weight_layers
 from ._configs import MagnitudePruning
 from ._recovery import apply_masks, recover
-from ._registry import HANDLERS
+from ._registry import HANDLERS, TorchHandler
 from ._result import LayerRecord, PruneResult
 from ._sparse_io import mark_sparse
 
-__all__ = ["magnitude_masks", "polynomial_schedule", "prune_magnitude"]
+__all__ = ["MagnitudeHandler", "magnitude_masks", "polynomial_schedule", "prunable_weights"]
 
 
 def polynomial_schedule(final: float, steps: int) -> list[float]:
@@ -48,8 +50,9 @@ def magnitude_masks(weights: dict[str, torch.Tensor], sparsity: float, scope: st
 def prunable_weights(model: nn.Module, ignore: tuple[str, ...]) -> tuple[dict[str, nn.Module], list[LayerRecord]]:
     """Linear/Conv layers to sparsify; encoders keep their embeddings (lookup tables, not matmuls)."""
     layers, skipped = {}, []
-    root = model.model if is_encoder(model) else model
-    prefix = "model." if is_encoder(model) else ""
+    encoder = is_torch_encoder(model)
+    root = model.model if encoder else model
+    prefix = "model." if encoder else ""
     for name, mod in weight_layers(root):
         full = prefix + name
         if any(full == i or full.startswith(i + ".") for i in ignore):
@@ -61,8 +64,14 @@ def prunable_weights(model: nn.Module, ignore: tuple[str, ...]) -> tuple[dict[st
 
 
 @HANDLERS.register(MagnitudePruning)
-def prune_magnitude(model: Any, config: MagnitudePruning, *, example_inputs: Any = None, data: Any = None,
-                    val: Any = None) -> PruneResult:
+class MagnitudeHandler(TorchHandler):
+    """Zero the smallest |w| of every Linear/Conv (``train`` feeds recovery between iterative steps)."""
+
+    def run(self, model: Any, config: MagnitudePruning, request: Request) -> PruneResult:
+        return _prune_magnitude(model, config, request.train)
+
+
+def _prune_magnitude(model: nn.Module, config: MagnitudePruning, data: Any) -> PruneResult:
     teacher = model
     pruned = copy_model(model)
     check_ignore(pruned, config.ignore)
