@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from _common import parse_args, write  # noqa: E402
+from _common import parse_args, size_bytes, timed, write  # noqa: E402
 from sklearn.base import BaseEstimator, ClassifierMixin, clone  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_classification  # noqa: E402
 from sklearn.ensemble import (  # noqa: E402
@@ -157,21 +157,13 @@ def _extra(p):
     p.add_argument("--datasets", default=None, help="comma-separated subset of the datasets (latency run)")
 
 
-def _timed(fn, x, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x)
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
-
-
 def latency(quick: bool, only: set | None) -> list[dict]:
     """Predict latency at batch 1 and 256: compiled vs Python vs scikit-learn's ensembles, interleaved.
 
     Per dataset, the five members are fitted once (first outer fold's training rows) inside each
-    tool; every variant then predicts the same rows in rotation (A B C ... A B C ...), and the median
-    per variant is kept. ``max_abs_proba_diff`` compares each compiled model with its Python source.
+    tool; every variant then predicts the same rows in rotation (A B C ... B C A ...), and the median
+    per variant is kept (``_common.timed``: ss.compare with a cool-down between calls). Sizes are
+    what ss.save writes. ``max_abs_proba_diff`` compares each compiled model with its Python source.
     """
     rows = []
     inner = StratifiedKFold(5, shuffle=True, random_state=0)
@@ -188,29 +180,26 @@ def latency(quick: bool, only: set | None) -> list[dict]:
             "ss_voting": ss.VotingEnsemble(m).fit(X[tr], y[tr]),
         }
         variants = dict(python)
-        diffs = {}
+        diffs, sizes = {}, {}
         for name, est in python.items():
             t0 = time.perf_counter()
             variants[f"compiled:{name}"] = fast = ss.compile(est, threads=1)
             diffs[f"compiled:{name}"] = (float(np.abs(fast.predict_proba(X[te]) - est.predict_proba(X[te])).max()),
                                          time.perf_counter() - t0)
+        sizes = {n: size_bytes(v) for n, v in variants.items()}
+        acc = {n: float(np.mean(np.asarray(v.classes_)[np.argmax(v.predict_proba(X[te]), 1)] == y[te]))
+               for n, v in variants.items()}
         Xte = np.tile(X[te], (max(1, 256 // len(te) + 1), 1))[:256]
-        for batch, reps in ((1, 30 if quick else 100), (256, 5 if quick else 20)):
-            x = Xte[:batch]
-            times = {n: [] for n in variants}
-            for n, v in variants.items():  # warm-up
-                v.predict_proba(x)
-            for _ in range(reps):
-                for n, v in variants.items():
-                    times[n] += _timed(v.predict_proba, x, 1)
-            for n, t in times.items():
+        for batch, reps in ((1, 30 if quick else 100), (256, 10 if quick else 30)):
+            t = timed(variants, Xte, batch=batch, threads=1, runs=reps)
+            for n in variants:
                 d = diffs.get(n)
                 rows.append({"name": f"{dname}/{n}/b{batch}", "dataset": dname, "tool": n, "batch": batch,
-                             "latency_ms": float(np.median(t)), "quality": None, "quality_metric": None,
-                             "size_bytes": None, "params": None,
+                             "latency_ms": t[n]["latency_ms"], "quality": acc[n], "quality_metric": "accuracy",
+                             "size_bytes": sizes.get(n), "params": None,
                              "max_abs_proba_diff": None if d is None else d[0],
                              "compile_s": None if d is None else d[1]})
-            print(dname, batch, {r["tool"]: round(r["latency_ms"], 3) for r in rows[-len(times):]}, flush=True)
+            print(dname, batch, {n: round(v["latency_ms"], 3) for n, v in t.items()}, flush=True)
     return rows
 
 

@@ -72,7 +72,7 @@ def table(payload: dict) -> str:
 
 
 def _custom_table(name: str):
-    path = ROOT / "benchmarks" / f"{name}_table.py"
+    path = ROOT / "benchmarks" / f"{name.replace('-', '_')}_table.py"
     if not path.exists():
         return None
     import importlib.util

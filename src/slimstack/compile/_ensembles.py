@@ -17,7 +17,7 @@ from onnx import TensorProto
 
 from ..errors import ModelError
 from ._errors import CompileWarning, NotCompilable
-from ._members import forests_mean, hgb_folds_mean, leaf_output, one_hot_argmax, unwrap
+from ._members import forests_mean, hgb_folds_mean, knn_folds_mean, leaf_output, one_hot_argmax, unwrap
 
 __all__ = ["node", "register_combiner", "ensemble_types"]
 
@@ -104,15 +104,15 @@ def _fit_output(g, fit, x: str, method: str, classes, path: str) -> str:
     models = [unwrap(m) for m in fit.models]
     if method == "predict_proba" and len(models) > 1 and all(np.array_equal(m.classes_, models[0].classes_)
                                                            for m in models):
-        kind = _same_kind(models)
+        kind = _same_kind(models) if g.ctx.merge_folds else None
         if kind is not None:
             try:
-                p = forests_mean(g, models, x) if kind == "forest" else hgb_folds_mean(g, models, x)
+                p = _FOLD_MERGERS[kind](g, models, x)
                 g.ctx.record.append({"member": path, "type": type(models[0]).__name__, "compiled": True,
-                                     "method": method, "note": f"{len(models)} fold models in one tree node"})
+                                     "method": method, "note": f"{len(models)} fold models {_FOLD_NOTES[kind]}"})
                 return _align(g, p, models[0].classes_, classes)
-            except NotCompilable:
-                pass  # each fold model on its own below, which records the reason
+            except NotCompilable as exc:  # each fold model on its own below
+                g.ctx.record.append({"member": path, "compiled": True, "note": f"fold models not merged: {exc}"})
     outs = []
     for i, m in enumerate(models):
         sub = f"{path}/fold{i}" if len(models) > 1 else path
@@ -125,14 +125,19 @@ def _fit_output(g, fit, x: str, method: str, classes, path: str) -> str:
     return _mean(g, outs)
 
 
-def _same_kind(models) -> str | None:
-    from ._members import _is_forest, _is_hgb
+_FOLD_MERGERS = {"forest": forests_mean, "hgb": hgb_folds_mean, "knn": knn_folds_mean}
+_FOLD_NOTES = {"forest": "in one tree node", "hgb": "in one tree node", "knn": "sharing one distance MatMul"}
 
-    if all(_is_forest(m) for m in models):
-        return "forest"
-    if all(_is_hgb(m) for m in models):
-        return "hgb"
+
+def _same_kind(models) -> str | None:
+    """Which fold-merged form fits ``models`` (all copies of one kind), or None: each fold on its own."""
+    from ._members import _is_forest, _is_hgb, _is_knn
+
+    for kind, test in (("forest", _is_forest), ("hgb", _is_hgb), ("knn", _is_knn)):
+        if all(test(m) for m in models):
+            return kind
     return None
+
 
 
 def _log(g, p: str) -> str:
