@@ -100,3 +100,20 @@ def test_merge_folds_must_be_bool():
     est = KNeighborsClassifier(3).fit(Xtr, ytr)
     with pytest.raises(ConfigError, match="merge_folds='yes' is not allowed"):
         ss.compile(est, merge_folds="yes")
+
+
+def test_cascade_routes_on_float64_probabilities_of_a_torch_stage():
+    """A threshold between float64 probabilities that float32 rounds to 1.0 alike routes as in Python."""
+    X, y = make_classification(400, 8, n_informative=5, class_sep=3.0, random_state=5)
+    mlp = ss.TorchClassifier(prefit=False, hidden_layer_sizes=(32,), epochs=100, lr=3e-2, random_state=0)
+    mlp.fit(X[:200], y[:200])
+    rf = RandomForestClassifier(20, random_state=0).fit(X[:200], y[:200])
+    cas = ss.Cascade([("mlp", mlp), ("rf", rf)], prefit=True, random_state=0).fit(X[200:300], y[200:300])
+    conf = mlp.predict_proba(X[300:]).max(axis=1)
+    near_one = np.sort(conf[(conf > 1 - 3e-8) & (conf < 1)])  # all of these are 1.0 in float32
+    assert len(near_one) >= 4
+    cas.thresholds_ = np.array([near_one[len(near_one) // 2]])
+    fast = ss.compile(cas)
+    p, q = fast.predict_proba(X[300:]), cas.predict_proba(X[300:])
+    assert np.abs(p - q).max() < TOL
+    assert 0 < (cas.answered_by(X[300:]) == 0).sum() < len(q)

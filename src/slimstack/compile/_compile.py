@@ -29,6 +29,7 @@ class _Context:
     merge_folds: bool = True
     record: list = field(default_factory=list)
     fallbacks: list = field(default_factory=list)
+    double: dict = field(default_factory=dict)  # float32 output name -> the float64 tensor it was cast from
 
 
 def compile(estimator: Any, *, threads: int | None = 1, fallback: str = "python",  # noqa: A001

@@ -268,10 +268,17 @@ def _cascade(g, est, x: str, path: str) -> str:
 
 def _stage(g, est, s: int, x: str, path: str) -> str:
     name, model = est.stages_[s]
-    p = _align(g, node(g, model, x, f"{path}/{name}"), model.classes_, est.classes_)
+    raw = node(g, model, x, f"{path}/{name}")
+    p = _align(g, raw, model.classes_, est.classes_)
     if s == len(est.stages_) - 1:
         return p
-    conf = _confidence(g, g.op("Cast", [p], "pd", to=TensorProto.DOUBLE), est.confidence, len(est.classes_))
+    # route on float64 probabilities where the member computes them so (torch / ONNX members), else
+    # on the float32 ones clipped to [0, 1] (a float32 top value of 1.0000001 must not pass a threshold of 1)
+    pd = g.ctx.double.get(raw) if p == raw else None
+    if pd is None:
+        pd = g.op("Clip", [g.op("Cast", [p], "pd", to=TensorProto.DOUBLE), g.const(np.float64(0.0)),
+                           g.const(np.float64(1.0))])
+    conf = _confidence(g, pd, est.confidence, len(est.classes_))
     take = g.op("Greater", [conf, g.const(np.float64(est.thresholds_[s]), "thr")], "take")
     idx = g.op("Reshape", [g.op("NonZero", [g.op("Not", [take])]), g.const(np.array([-1], np.int64))], "defer")
     any_deferred = g.op("Greater", [g.op("Size", [idx]), g.const(np.int64(0))], "any_deferred")

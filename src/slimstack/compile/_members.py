@@ -373,18 +373,29 @@ def _onnx_member(g, est, x: str) -> str:
 
 
 def _scores_to_proba(g, out: str, kind: str, k: int) -> str:
-    """As ``_PrefitBase._check_width``: softmax logits, renormalise probabilities; "auto" decides per batch."""
+    """As ``_PrefitBase._check_width``: softmax logits, renormalise probabilities; "auto" decides per batch.
+
+    In float64, as the Python member computes them; the float32 result is returned and the float64
+    one noted in ``g.ctx.double`` so that a cascade routes on the same values as in Python (a
+    threshold such as 0.9999999994 separates rows that float32 rounds to 1.0 alike).
+    """
+    out = g.op("Cast", [out], "od", to=TensorProto.DOUBLE)
     soft = g.op("Softmax", [out], "soft", axis=1)
     norm = g.op("Div", [out, g.op("ReduceSum", [out, g.const(np.array([1], np.int64), "ax")], keepdims=1)], "norm")
     if kind == "logits":
-        return soft
-    if kind == "proba":
-        return norm
-    nonneg = g.op("GreaterOrEqual", [g.op("ReduceMin", [out], keepdims=0), g.const(np.float32(0.0), "z")])
-    dev = g.op("Abs", [g.op("Sub", [g.op("ReduceSum", [out, g.const(np.array([1], np.int64))], keepdims=1),
-                                    g.const(np.float32(1.0))])])
-    sums_one = g.op("LessOrEqual", [g.op("ReduceMax", [dev], keepdims=0), g.const(np.float32(1e-3 + 1e-5))])
-    return g.op("Where", [g.op("And", [nonneg, sums_one]), norm, soft], "auto_proba")
+        p = soft
+    elif kind == "proba":
+        p = norm
+    else:
+        nonneg = g.op("GreaterOrEqual", [g.op("ReduceMin", [out], keepdims=0), g.const(np.float64(0.0), "z")])
+        dev = g.op("Abs", [g.op("Sub", [g.op("ReduceSum", [out, g.const(np.array([1], np.int64))], keepdims=1),
+                                        g.const(np.float64(1.0))])])
+        sums_one = g.op("LessOrEqual", [g.op("ReduceMax", [dev], keepdims=0), g.const(np.float64(1e-3 + 1e-5))])
+        p = g.op("Where", [g.op("And", [nonneg, sums_one]), norm, soft], "auto_proba")
+    pf = g.op("Cast", [p], "proba_f", to=TensorProto.FLOAT)
+    if g.ctx is not None:
+        g.ctx.double[pf] = p
+    return pf
 
 
 # -- skl2onnx, the general converter -----------------------------------------------------------------
