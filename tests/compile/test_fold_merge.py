@@ -117,3 +117,29 @@ def test_cascade_routes_on_float64_probabilities_of_a_torch_stage():
     p, q = fast.predict_proba(X[300:]), cas.predict_proba(X[300:])
     assert np.abs(p - q).max() < TOL
     assert 0 < (cas.answered_by(X[300:]) == 0).sum() < len(q)
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_linear_fold_copies_in_one_matmul(scale):
+    X, y = make_classification(240, 7, n_informative=4, n_classes=2, random_state=7)
+    X = X * np.array([1, 10, 100, 0.1, 1, 5, 50])  # scales the scaler must undo
+    lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)) if scale else LogisticRegression(max_iter=5000)
+    rf = RandomForestClassifier(6, random_state=0)
+    est = ss.VotingEnsemble([("lr", lr), ("rf", rf)], weights="learn", cv=4, random_state=0).fit(X[:160], y[:160])
+    merged, per_fold = ss.compile(est), ss.compile(est, merge_folds=False)
+    notes = [r.get("note", "") for r in merged.record]
+    assert est.weights_[0] > 0  # the LR is evaluated, so its merged form is what gets compared
+    assert "4 fold models in one MatMul (scalers folded into the weights)" in notes
+    p = merged.predict_proba(X[160:])
+    assert np.abs(p - per_fold.predict_proba(X[160:])).max() < 1e-6
+    assert np.abs(p - est.predict_proba(X[160:])).max() < TOL
+
+
+def test_multiclass_linear_folds_wine():
+    Xtr, ytr, Xte, _ = _wine()
+    est = _stack([("lr", make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))),
+                  ("lr_raw", LogisticRegression(max_iter=5000, C=0.1))]).fit(Xtr, ytr)
+    merged = ss.compile(est)
+    assert sum("in one MatMul" in r.get("note", "") for r in merged.record) == 2
+    assert np.abs(merged.predict_proba(Xte) - est.predict_proba(Xte)).max() < TOL
+    assert np.abs(merged.predict_proba(Xte) - ss.compile(est, merge_folds=False).predict_proba(Xte)).max() < 1e-6

@@ -17,6 +17,7 @@ from onnx import TensorProto
 
 from ..errors import ModelError
 from ._errors import CompileWarning, NotCompilable
+from ._linear import is_linear, linear_folds_mean
 from ._members import forests_mean, hgb_folds_mean, knn_folds_mean, leaf_output, one_hot_argmax, unwrap
 
 __all__ = ["node", "register_combiner", "ensemble_types"]
@@ -125,15 +126,16 @@ def _fit_output(g, fit, x: str, method: str, classes, path: str) -> str:
     return _mean(g, outs)
 
 
-_FOLD_MERGERS = {"forest": forests_mean, "hgb": hgb_folds_mean, "knn": knn_folds_mean}
-_FOLD_NOTES = {"forest": "in one tree node", "hgb": "in one tree node", "knn": "sharing one distance MatMul"}
+_FOLD_MERGERS = {"forest": forests_mean, "hgb": hgb_folds_mean, "knn": knn_folds_mean, "linear": linear_folds_mean}
+_FOLD_NOTES = {"forest": "in one tree node", "hgb": "in one tree node", "knn": "sharing one distance MatMul",
+               "linear": "in one MatMul (scalers folded into the weights)"}
 
 
 def _same_kind(models) -> str | None:
     """Which fold-merged form fits ``models`` (all copies of one kind), or None: each fold on its own."""
     from ._members import _is_forest, _is_hgb, _is_knn
 
-    for kind, test in (("forest", _is_forest), ("hgb", _is_hgb), ("knn", _is_knn)):
+    for kind, test in (("forest", _is_forest), ("hgb", _is_hgb), ("knn", _is_knn), ("linear", is_linear)):
         if all(test(m) for m in models):
             return kind
     return None
