@@ -209,9 +209,12 @@ def table(rows: list[dict[str, Any]], columns: list) -> str:
     ``spec_or_fn`` is a format spec (".3f") or a function of the whole row. Every *_table.py uses this.
     """
     cols = [(c, c, ".4g") if isinstance(c, str) else (*c, ".4g")[:3] for c in columns]
+    def numeric(key: str, spec) -> bool:  # right-aligned: formatted numbers
+        return not callable(spec) and spec != "" and any(
+            isinstance(r.get(key), int | float) and not isinstance(r.get(key), bool) for r in rows)
+
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |",
-             "|" + "|".join("---:" if s != "" and not callable(s) and s.endswith(("f", "g", "x", "e")) else "---"
-                            for _, _, s in cols) + "|"]
+             "|" + "|".join("---:" if numeric(k, s) else "---" for k, _, s in cols) + "|"]
     for r in rows:
         cells = [s(r) if callable(s) else fmt(r.get(k), s) for k, _, s in cols]
         lines.append("| " + " | ".join(cells) + " |")

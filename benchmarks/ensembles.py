@@ -274,6 +274,7 @@ def main() -> None:
         if args.out == Path(__file__).resolve().parent / "results" / f"ensembles{'-quick' if args.quick else ''}.json":
             args.out = args.out.with_name(f"ensembles-latency{'-quick' if args.quick else ''}.json")
         only = set(args.datasets.split(",")) if args.datasets else None
+        args.threads = 1  # every variant, compiled and Python, runs on one thread (recorded in "machine")
         with threads(1):
             rows = latency(args.quick, only)
             demo, weights = ([], None) if only and "demo" not in only else demo_latency(args.quick)

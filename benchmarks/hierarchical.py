@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, Call, parse_args, size_bytes, timed, write  # noqa: E402
+from _common import RESULTS, Call, parse_args, size_bytes, table, timed, write  # noqa: E402
 
 # OpenMP threads that spin while waiting make HistGradientBoosting crawl on a shared, oversubscribed machine
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -369,31 +369,39 @@ def bench_merge(args, rows: list, extra: dict) -> None:
                       "task_arithmetic_scaling": ta.merge_record_["scaling"], "ties": ties.merge_record_["ties"]}
 
 
+def _note(r: dict) -> str:
+    note = ""
+    if "target_met" in r:
+        note = (f"drop {100 * r['accuracy_drop_vs_stack']:.2f} pt, first stage answers "
+                f"{100 * r['share_answered_first_stage']:.0f}%, target {'met' if r['target_met'] else 'missed'}; "
+                f"one call over the test set: {r['cost_vs_stack_one_call']:.2f}x, target "
+                f"{'met' if r['target_met_one_call'] else 'missed'}")
+        if "cost_vs_stack_per_request" in r:
+            note += (f"; one request at a time: {r['cost_vs_stack_per_request']:.2f}x, target "
+                     f"{'met' if r['target_met_per_request'] else 'missed'}")
+    if "cost_vs_compiled_stack" in r:
+        ok = "met" if r.get("target_met_compiled") else "missed"
+        note = (f"{r['cost_vs_compiled_stack']:.2f}x the compiled stack"
+                + (f" (target <= 0.40x at <= 0.2 pt drop: {ok}, drop {100 * r['accuracy_drop_vs_stack']:.2f} pt)"
+                   if "target_met_compiled" in r else "")
+                + f"; one request at a time {r['cost_vs_compiled_stack_per_request']:.2f}x; "
+                f"max proba diff vs Python {r['max_abs_proba_diff']:.1e}")
+    if r.get("forward_passes"):
+        note = f"{r['forward_passes']} forward pass(es)"
+    return note
+
+
+def _ratio(r: dict) -> str:
+    ratio = r.get("cost_vs_stack", r.get("cost_vs_flat_lr"))
+    return "" if ratio is None else f"{ratio:.2f}x"
+
+
 def markdown(rows: list[dict]) -> str:
-    lines = ["| variant | accuracy | latency ms / 256 rows | cost vs reference | note |", "|---|---|---|---|---|"]
-    for r in rows:
-        ratio = r.get("cost_vs_stack", r.get("cost_vs_flat_lr"))
-        note = ""
-        if "target_met" in r:
-            note = (f"drop {100 * r['accuracy_drop_vs_stack']:.2f} pt, first stage answers "
-                    f"{100 * r['share_answered_first_stage']:.0f}%, target {'met' if r['target_met'] else 'missed'}; "
-                    f"one call over the test set: {r['cost_vs_stack_one_call']:.2f}x, target "
-                    f"{'met' if r['target_met_one_call'] else 'missed'}")
-            if "cost_vs_stack_per_request" in r:
-                note += (f"; one request at a time: {r['cost_vs_stack_per_request']:.2f}x, target "
-                         f"{'met' if r['target_met_per_request'] else 'missed'}")
-        if "cost_vs_compiled_stack" in r:
-            ok = "met" if r.get("target_met_compiled") else "missed"
-            note = (f"{r['cost_vs_compiled_stack']:.2f}x the compiled stack"
-                    + (f" (target <= 0.40x at <= 0.2 pt drop: {ok}, drop {100 * r['accuracy_drop_vs_stack']:.2f} pt)"
-                       if "target_met_compiled" in r else "")
-                    + f"; one request at a time {r['cost_vs_compiled_stack_per_request']:.2f}x; "
-                    f"max proba diff vs Python {r['max_abs_proba_diff']:.1e}")
-        if r.get("forward_passes"):
-            note = f"{r['forward_passes']} forward pass(es)"
-        lines.append(f"| {r['name']} | {r['quality']:.4f} | {r['latency_ms']:.3f} | "
-                     f"{'' if ratio is None else f'{ratio:.2f}x'} | {note} |")
-    return "\n".join(lines)
+    return table(rows, [("name", "variant", ""), ("quality", "accuracy", ".4f"),
+                        ("latency_ms", "latency ms / 256 rows", ".3f"), ("cost", "cost vs reference", _ratio),
+                        ("size_bytes", "size (ss.save)", lambda r: "–" if r.get("size_bytes") is None else
+                         __import__("slimstack.measure", fromlist=["format_bytes"]).format_bytes(r["size_bytes"])),
+                        ("note", "note", _note)])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -424,17 +432,20 @@ def main(argv: list[str] | None = None) -> None:
 
 def repeats_markdown(extra: dict) -> str:
     """Mean test accuracy drop and cost ratios of each cascade over the random splits."""
-    lines = ["| cascade | splits | mean accuracy drop (pt) | cost, 256-row batches | one call | one request at a time | "
-             "target met (batches / one call / per request) |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for dataset, block in extra.get("cascade", {}).items():
         for n, r in block.get("repeats", {}).items():
             m, t = r["mean"], r["target_met_mean"]
             ok = lambda b: "met" if b else "missed"  # noqa: E731
-            lines.append(f"| {dataset} {n} -> stack | {r['splits']} | {100 * m['accuracy_drop']:.2f} | "
-                         f"{m['cost_vs_stack']:.2f}x | {m['cost_vs_stack_one_call']:.2f}x | "
-                         f"{m['cost_vs_stack_per_request']:.2f}x | {ok(t['cost_vs_stack'])} / "
-                         f"{ok(t['cost_vs_stack_one_call'])} / {ok(t['cost_vs_stack_per_request'])} |")
-    return "\n".join(lines)
+            rows.append({"cascade": f"{dataset} {n} -> stack", "splits": r["splits"], "drop": 100 * m["accuracy_drop"],
+                         "batches": f"{m['cost_vs_stack']:.2f}x", "one": f"{m['cost_vs_stack_one_call']:.2f}x",
+                         "req": f"{m['cost_vs_stack_per_request']:.2f}x",
+                         "met": f"{ok(t['cost_vs_stack'])} / {ok(t['cost_vs_stack_one_call'])} / "
+                                f"{ok(t['cost_vs_stack_per_request'])}"})
+    return table(rows, [("cascade", "cascade", ""), ("splits", "splits", ""), ("drop", "mean accuracy drop (pt)", ".2f"),
+                        ("batches", "cost, 256-row batches", ""), ("one", "one call", ""),
+                        ("req", "one request at a time", ""),
+                        ("met", "target met (batches / one call / per request)", "")])
 
 
 if __name__ == "__main__":
