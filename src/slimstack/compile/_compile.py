@@ -97,8 +97,8 @@ def compile(estimator: Any, *, threads: int | None = 1, fallback: str = "python"
     hard = getattr(est, "voting", "soft") == "hard"
     ctx.record.insert(0, {"runtime": "onnxruntime", "graph_nodes": len(model.graph.node),
                           "compile_seconds": round(time.perf_counter() - t0, 3),
-                          "float": "float64 input, tree thresholds, kNN distances, logistic regressions and torch/ONNX softmax; "
-                                   "float32 elsewhere",
+                          "float": "float64 input, tree thresholds, kNN distances, logistic regressions and "
+                                   "torch/ONNX softmax; float32 elsewhere",
                           "tolerance": CompiledModel.tolerance})
     return CompiledModel(model.SerializeToString(), est.classes_, n_features=n_features, record=ctx.record,
                          allow_nan=_allow_nan(est), has_proba=not hard, fallbacks=ctx.fallbacks,
