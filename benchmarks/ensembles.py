@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from _common import parse_args, write  # noqa: E402
+from _common import parse_args, size_bytes, timed, write  # noqa: E402
 from sklearn.base import BaseEstimator, ClassifierMixin, clone  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_classification  # noqa: E402
 from sklearn.ensemble import (  # noqa: E402
@@ -157,21 +157,13 @@ def _extra(p):
     p.add_argument("--datasets", default=None, help="comma-separated subset of the datasets (latency run)")
 
 
-def _timed(fn, x, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x)
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
-
-
 def latency(quick: bool, only: set | None) -> list[dict]:
     """Predict latency at batch 1 and 256: compiled vs Python vs scikit-learn's ensembles, interleaved.
 
     Per dataset, the five members are fitted once (first outer fold's training rows) inside each
-    tool; every variant then predicts the same rows in rotation (A B C ... A B C ...), and the median
-    per variant is kept. ``max_abs_proba_diff`` compares each compiled model with its Python source.
+    tool; every variant then predicts the same rows in rotation (A B C ... B C A ...), and the median
+    per variant is kept (``_common.timed``: ss.compare with a cool-down between calls). Sizes are
+    what ss.save writes. ``max_abs_proba_diff`` compares each compiled model with its Python source.
     """
     rows = []
     inner = StratifiedKFold(5, shuffle=True, random_state=0)
@@ -188,35 +180,81 @@ def latency(quick: bool, only: set | None) -> list[dict]:
             "ss_voting": ss.VotingEnsemble(m).fit(X[tr], y[tr]),
         }
         variants = dict(python)
-        diffs = {}
+        diffs, sizes = {}, {}
         for name, est in python.items():
             t0 = time.perf_counter()
             variants[f"compiled:{name}"] = fast = ss.compile(est, threads=1)
             diffs[f"compiled:{name}"] = (float(np.abs(fast.predict_proba(X[te]) - est.predict_proba(X[te])).max()),
                                          time.perf_counter() - t0)
+        sizes = {n: size_bytes(v) for n, v in variants.items()}
+        acc = {n: float(np.mean(np.asarray(v.classes_)[np.argmax(v.predict_proba(X[te]), 1)] == y[te]))
+               for n, v in variants.items()}
         Xte = np.tile(X[te], (max(1, 256 // len(te) + 1), 1))[:256]
-        for batch, reps in ((1, 30 if quick else 100), (256, 5 if quick else 20)):
-            x = Xte[:batch]
-            times = {n: [] for n in variants}
-            for n, v in variants.items():  # warm-up
-                v.predict_proba(x)
-            for _ in range(reps):
-                for n, v in variants.items():
-                    times[n] += _timed(v.predict_proba, x, 1)
-            for n, t in times.items():
+        for batch, reps in ((1, 30 if quick else 100), (256, 10 if quick else 30)):
+            t = timed(variants, Xte, batch=batch, threads=1, runs=reps)
+            for n in variants:
                 d = diffs.get(n)
                 rows.append({"name": f"{dname}/{n}/b{batch}", "dataset": dname, "tool": n, "batch": batch,
-                             "latency_ms": float(np.median(t)), "quality": None, "quality_metric": None,
-                             "size_bytes": None, "params": None,
+                             "latency_ms": t[n]["latency_ms"], "quality": acc[n], "quality_metric": "accuracy",
+                             "size_bytes": sizes.get(n), "params": None,
                              "max_abs_proba_diff": None if d is None else d[0],
                              "compile_s": None if d is None else d[1]})
-            print(dname, batch, {r["tool"]: round(r["latency_ms"], 3) for r in rows[-len(times):]}, flush=True)
+            print(dname, batch, {n: round(v["latency_ms"], 3) for n, v in t.items()}, flush=True)
     return rows
+
+
+def demo_latency(quick: bool) -> tuple[list[dict], list[float]]:
+    """The demo recipe's ensemble (recipe/examples/breast_cancer_ensemble.yaml) against its logistic regression.
+
+    Scaled LR, RandomForest(100) and HistGradientBoosting by learned-weight soft voting (cv=5), and
+    the recipe's cascade (scaled LR first); Python and compiled, at batch 1 and 256, interleaved.
+    Target (issue #16): the compiled ensemble costs <= 5x the logistic regression.
+    """
+    train, test = (ss.datasets.load("breast_cancer", split=s, seed=0) for s in ("train", "test"))
+    lr = lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))  # noqa: E731
+    base = lr().fit(train.X, train.y)
+    vote = ss.VotingEnsemble([("lr", lr()), ("rf", RandomForestClassifier(n_estimators=100, random_state=0)),
+                              ("hgb", HistGradientBoostingClassifier(random_state=0))],
+                             voting="soft", weights="learn", cv=5, random_state=0).fit(train.X, train.y)
+    # learned weights may leave members at 0 (then not evaluated); equal weights evaluate all three
+    equal = ss.VotingEnsemble([("lr", lr()), ("rf", RandomForestClassifier(n_estimators=100, random_state=0)),
+                               ("hgb", HistGradientBoostingClassifier(random_state=0))], voting="soft").fit(train.X, train.y)
+    cascade = ss.Cascade([("lr", lr()), ("ensemble", vote)], max_accuracy_drop=0.005, random_state=0)
+    cascade.fit(train.X, train.y)
+    python = {"lr": base, "voting": vote, "voting_equal": equal, "cascade": cascade}
+    variants = dict(python)
+    diffs = {}
+    for name in ("voting", "voting_equal", "cascade"):
+        variants[f"compiled:{name}"] = fast = ss.compile(python[name], threads=1)
+        diffs[f"compiled:{name}"] = float(np.abs(fast.predict_proba(test.X) - python[name].predict_proba(test.X)).max())
+    X = np.tile(test.X, (max(1, 256 // len(test.X) + 1), 1))[:256]
+    rows = []
+    for batch, reps in ((1, 30 if quick else 100), (256, 20 if quick else 50)):
+        t = timed(variants, X, batch=batch, threads=1, runs=reps)
+        for n, v in variants.items():
+            acc = float(np.mean(np.asarray(v.classes_)[np.argmax(v.predict_proba(test.X), 1)] == test.y))
+            rows.append({"name": f"demo_breast_cancer/{n}/b{batch}", "dataset": "demo_breast_cancer", "tool": n,
+                         "batch": batch, "latency_ms": t[n]["latency_ms"], "quality": acc, "quality_metric": "accuracy",
+                         "size_bytes": size_bytes(v), "params": None, "max_abs_proba_diff": diffs.get(n),
+                         "cost_vs_lr": t[n]["latency_ms"] / t["lr"]["latency_ms"]})
+        print("demo", batch, {n: round(v["latency_ms"], 3) for n, v in t.items()}, flush=True)
+    return rows, [float(w) for w in vote.weights_]
+
+
+def demo_targets(rows: list[dict], weights: list[float]) -> dict:
+    get = {(r["tool"], r["batch"]): r for r in rows}
+    out = {f"compiled_voting_cost_vs_lr_b{b}": get[("compiled:voting", b)]["cost_vs_lr"] for b in (1, 256)}
+    out.update({f"compiled_voting_equal_cost_vs_lr_b{b}": get[("compiled:voting_equal", b)]["cost_vs_lr"] for b in (1, 256)})
+    out.update({f"compiled_cascade_cost_vs_lr_b{b}": get[("compiled:cascade", b)]["cost_vs_lr"] for b in (1, 256)})
+    out["learned_weights"] = weights
+    out["compiled_voting_le_5x_lr_b256"] = out["compiled_voting_cost_vs_lr_b256"] <= 5
+    out["compiled_voting_le_5x_lr_b1"] = out["compiled_voting_cost_vs_lr_b1"] <= 5
+    return out
 
 
 def latency_targets(rows: list[dict]) -> dict:
     out = {}
-    for dname in sorted({r["dataset"] for r in rows}):
+    for dname in sorted({r["dataset"] for r in rows} - {"demo_breast_cancer"}):
         get = {(r["tool"], r["batch"]): r["latency_ms"] for r in rows if r["dataset"] == dname}
         out[dname] = {f"compiled_ss_stacking_speedup_vs_sk_stacking_b{b}": get[("sk_stacking", b)] / get[("compiled:ss_stacking", b)]
                       for b in (1, 256)}
@@ -236,9 +274,12 @@ def main() -> None:
         if args.out == Path(__file__).resolve().parent / "results" / f"ensembles{'-quick' if args.quick else ''}.json":
             args.out = args.out.with_name(f"ensembles-latency{'-quick' if args.quick else ''}.json")
         only = set(args.datasets.split(",")) if args.datasets else None
+        args.threads = 1  # every variant, compiled and Python, runs on one thread (recorded in "machine")
         with threads(1):
             rows = latency(args.quick, only)
-        write("ensembles-latency", args, rows, targets=latency_targets(rows),
+            demo, weights = ([], None) if only and "demo" not in only else demo_latency(args.quick)
+        write("ensembles-latency", args, rows + demo, targets=latency_targets(rows),
+              demo_targets=demo_targets(demo, weights) if demo else None,
               protocol={"threads": 1, "interleaved": "every variant in rotation, median per variant",
                         "train": "first of StratifiedKFold(3, shuffle, seed 0) outer folds; members as in the main run",
                         "datasets": sorted({r["dataset"] for r in rows})})

@@ -9,17 +9,16 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import fmt  # noqa: E402
+from _common import table as md_table  # noqa: E402
 
-def fmt(v, spec):
-    return "–" if v is None else format(v, spec)
+COLUMNS = [("dataset", "dataset", ""), ("tool", "tool", ""), ("quality", "accuracy", ".4f"), ("log_loss", "log loss", ".4f"),
+           ("brier", "Brier", ".4f"), ("fit_s", "fit s", ".2f"), ("latency_ms", "predict ms", ".1f"), ("n_fits", "fits", "")]
 
 
 def table(payload: dict) -> str:
-    lines = ["| dataset | tool | accuracy | log loss | Brier | fit s | predict ms | fits |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in payload["rows"]:
-        lines.append(f"| {r['dataset']} | {r['tool']} | {fmt(r['quality'], '.4f')} | {fmt(r['log_loss'], '.4f')} | "
-                     f"{fmt(r['brier'], '.4f')} | {fmt(r['fit_s'], '.2f')} | {fmt(r['latency_ms'], '.1f')} | {r['n_fits']} |")
+    lines = [md_table(payload["rows"], COLUMNS)]
     lines += ["", "| dataset | stacking log loss: ss / sklearn | fit time ss / sklearn (target <= 0.833) | "
               "refit=True: log loss, fit time ratio | refit=\"auto\": log loss, fit time ratio (members refitted) | "
               "sklearn with ss's meta-model | soft / learned / selection log loss | best member |",

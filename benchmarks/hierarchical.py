@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import os
-import pickle
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, parse_args, write  # noqa: E402
+from _common import RESULTS, Call, parse_args, size_bytes, table, timed, write  # noqa: E402
 
 # OpenMP threads that spin while waiting make HistGradientBoosting crawl on a shared, oversubscribed machine
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -35,35 +34,16 @@ NAME = "hierarchical"
 BATCH = 256
 
 
-# -- timing helpers ----------------------------------------------------------------------------
-def _batches(X: np.ndarray, size: int) -> list[np.ndarray]:
-    return [X[i:i + size] for i in range(0, len(X), size)]
+# -- timing: the shared harness (benchmarks/_common.py) --------------------------------------------
+def timed_interleaved(models: dict[str, Any], X: np.ndarray, rounds: int, threads: int | None,
+                      batch: int = BATCH) -> dict[str, dict[str, float]]:
+    """Median over ``rounds`` of the time to predict all of ``X`` in calls of ``batch`` rows, per variant.
 
-
-def timed_interleaved(fns: dict[str, Any], X: np.ndarray, rounds: int, batch: int = BATCH) -> dict[str, dict[str, float]]:
-    """Median over ``rounds`` of the time to predict all of ``X`` in batches of ``batch``, per variant.
-
-    Variants run A B C A B C ... so load drift on the shared machine hits all of them alike.
+    Through ``ss.compare`` (``_common.timed``): variants rotate their order every round with a
+    cool-down between calls, so load drift on the shared machine hits all of them alike.
+    ``latency_ms`` is per call of ``batch`` rows, ``cost_ms_per_sample`` per row.
     """
-    batches = _batches(X, batch)
-    for fn in fns.values():  # warm-up
-        fn(batches[0])
-    totals: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for b in batches:
-                fn(b)
-            totals[name].append(time.perf_counter() - t0)
-    out = {}
-    for name, ts in totals.items():
-        total = float(np.median(ts))
-        out[name] = {"latency_ms": total * 1e3 / len(batches), "cost_ms_per_sample": total * 1e3 / len(X)}
-    return out
-
-
-def _size(model: Any) -> int:
-    return len(pickle.dumps(model))
+    return timed(models, X, batch=batch, threads=threads, runs=rounds, warmup=1, whole=True)
 
 
 # -- 1. cascade --------------------------------------------------------------------------------
@@ -136,7 +116,7 @@ def choose_cheap(X: np.ndarray, y: np.ndarray, threads: int) -> tuple[str, dict[
     for name, est in cheap_candidates().items():
         acc = float(cross_val_score(clone(est), X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0)).mean())
         fitted = clone(est).fit(X, y)
-        cost = timed_interleaved({name: fitted.predict_proba}, X[:2048], rounds=5)[name]["cost_ms_per_sample"]
+        cost = timed_interleaved({name: fitted}, X[:2048], rounds=5, threads=threads)[name]["cost_ms_per_sample"]
         info[name] = {"oof_accuracy": acc, "cost_ms_per_sample": cost, "accuracy_per_ms": acc / cost}
     return max(info, key=lambda n: info[n]["accuracy_per_ms"]), info
 
@@ -195,14 +175,22 @@ def _cascade_split(dataset: str, args, seed: int) -> tuple[list[dict], dict]:
     cheap = {n: clone(e).fit(X_tr, y_tr) for n, e in cheap_candidates().items()}
     cascades = {n: ss.Cascade([(n, cheap[n]), ("stack", stack)], prefit=True, max_accuracy_drop=0.002,
                               n_threads=args.threads).fit(X_val, y_val) for n in cheap}
-    variants = {"stack": stack.predict_proba, "lr": cheap["lr"].predict_proba, "mlp": cheap["mlp"].predict_proba}
-    variants.update({f"cascade_{n}": c.predict_proba for n, c in cascades.items()})
-    timing = timed_interleaved(variants, X_te, rounds=3 if args.quick else 7)
+    variants = {"stack": stack, "lr": cheap["lr"], "mlp": cheap["mlp"]}
+    variants.update({f"cascade_{n}": c for n, c in cascades.items()})
+    # ss.compile: one ONNX Runtime graph each; the compiled cascade routes inside the graph (If node)
+    compiled = {"compiled_stack": ss.compile(stack, threads=args.threads)}
+    compiled.update({f"compiled_cascade_{n}": ss.compile(c, threads=args.threads) for n, c in cascades.items()})
+    compile_diff = {k: float(np.abs(m.predict_proba(X_te) - (stack if k == "compiled_stack" else
+                                                             cascades[k.removeprefix("compiled_cascade_")]
+                                                             ).predict_proba(X_te)).max()) for k, m in compiled.items()}
+    variants.update(compiled)
+    rounds = 3 if args.quick else 7
+    timing = timed_interleaved(variants, X_te, rounds=rounds, threads=args.threads)
     # one call over the whole test set: the expensive stage's per-call overhead is paid once
-    whole = timed_interleaved(variants, X_te, rounds=3 if args.quick else 7, batch=len(X_te))
+    whole = timed_interleaved(variants, X_te, rounds=rounds, threads=args.threads, batch=len(X_te))
     # one request at a time (online serving): every input pays each stage it reaches in full
     n_req = 100 if args.quick else 300
-    per_request = timed_interleaved(variants, X_te[:n_req], rounds=3, batch=1)
+    per_request = timed_interleaved(variants, X_te[:n_req], rounds=3, threads=args.threads, batch=1)
     p_stack = stack.predict_proba(X_te)
     acc_stack = float((stack.classes_[p_stack.argmax(1)] == y_te).mean())
     base_cost = timing["stack"]["cost_ms_per_sample"]
@@ -211,7 +199,7 @@ def _cascade_split(dataset: str, args, seed: int) -> tuple[list[dict], dict]:
     for name, model in {"stack": stack, **cheap}.items():
         acc = float((model.predict(X_te) == y_te).mean())
         rows.append({"name": f"{dataset}/{name}", "section": "cascade", "quality": acc, "quality_metric": "accuracy",
-                     **timing[name], "size_bytes": _size(model), "params": None,
+                     **timing[name], "size_bytes": size_bytes(model), "params": None,
                      "cost_vs_stack": timing[name]["cost_ms_per_sample"] / base_cost})
     for n, c in cascades.items():
         key = f"cascade_{n}"
@@ -224,7 +212,7 @@ def _cascade_split(dataset: str, args, seed: int) -> tuple[list[dict], dict]:
         ratio_req = per_request[key]["cost_ms_per_sample"] / per_request["stack"]["cost_ms_per_sample"]
         met_req = bool(acc >= acc_stack - 0.002 - 1e-12 and ratio_req <= 0.40)
         rows.append({"name": f"{dataset}/cascade[{n}->stack]", "section": "cascade", "quality": acc,
-                     "quality_metric": "accuracy", **timing[key], "size_bytes": _size(c), "params": None,
+                     "quality_metric": "accuracy", **timing[key], "size_bytes": size_bytes(c), "params": None,
                      "cost_vs_stack": ratio, "accuracy_drop_vs_stack": acc_stack - acc, "target_met": met,
                      "cost_vs_stack_one_call": ratio_whole, "target_met_one_call": met_whole,
                      "cost_vs_stack_per_request": ratio_req, "target_met_per_request": met_req,
@@ -254,6 +242,21 @@ def _cascade_split(dataset: str, args, seed: int) -> tuple[list[dict], dict]:
                         "share_answered_first_stage": float(share[0])},
         }
     block["stack_test_accuracy"] = acc_stack
+    c_base = timing["compiled_stack"]["cost_ms_per_sample"]
+    for name, model in compiled.items():
+        acc = float((model.predict(X_te) == y_te).mean())
+        r = {"name": f"{dataset}/{name}", "section": "cascade", "quality": acc, "quality_metric": "accuracy",
+             **timing[name], "size_bytes": size_bytes(model), "params": None,
+             "cost_vs_stack": timing[name]["cost_ms_per_sample"] / base_cost,
+             "cost_vs_compiled_stack": timing[name]["cost_ms_per_sample"] / c_base,
+             "cost_vs_compiled_stack_per_request": per_request[name]["cost_ms_per_sample"]
+             / per_request["compiled_stack"]["cost_ms_per_sample"],
+             "per_request_ms": per_request[name]["cost_ms_per_sample"],
+             "max_abs_proba_diff": compile_diff[name]}
+        if name != "compiled_stack":  # the issue's target, on compiled graphs: <= 40 % of the compiled stack
+            r["accuracy_drop_vs_stack"] = acc_stack - acc
+            r["target_met_compiled"] = bool(acc >= acc_stack - 0.002 - 1e-12 and r["cost_vs_compiled_stack"] <= 0.40)
+        rows.append(r)
     return rows, block
 
 
@@ -305,10 +308,10 @@ def bench_hierarchy(args, rows: list, extra: dict) -> None:
     }
     for m in models.values():
         m.fit(tr.X, tr.y)
-    timing = timed_interleaved({k: m.predict_proba for k, m in models.items()}, te.X, rounds=5)
+    timing = timed_interleaved(dict(models), te.X, rounds=5, threads=args.threads)
     for name, m in models.items():
         rows.append({"name": f"digits/{name}", "section": "hierarchy", "quality": float(m.score(te.X, te.y)),
-                     "quality_metric": "accuracy", **timing[name], "size_bytes": _size(m), "params": None,
+                     "quality_metric": "accuracy", **timing[name], "size_bytes": size_bytes(m), "params": None,
                      "cost_vs_flat_lr": timing[name]["cost_ms_per_sample"] / timing["flat_lr"]["cost_ms_per_sample"]})
     h = models["hier_lr_hard"]
     extra["hierarchy"] = {"groups": {k: v.tolist() for k, v in h.groups_.items()},
@@ -343,19 +346,21 @@ def bench_merge(args, rows: list, extra: dict) -> None:
 
     single = {"start": start, "best_single": members[best], "uniform_soup": uniform, "greedy_soup": greedy,
               "task_arithmetic": ta, "ties": ties}
-    fns = {k: m for k, m in single.items()}
-    fns["output_average_x5"] = output_average
+    fns = dict(single)
+    fns["output_average_x5"] = Call(output_average, to_tensor=True)
     X_te = torch.as_tensor(test.X)
+    timing = timed_interleaved(fns, test.X, rounds=7, threads=args.threads)
     with torch.no_grad():
-        timing = timed_interleaved({k: f for k, f in fns.items()}, X_te, rounds=7)
         ens_acc = float((output_average(X_te).argmax(1).numpy() == test.y).mean())
     params = sum(p.numel() for p in start.parameters())
     for name, m in single.items():
         rows.append({"name": f"digits/merge/{name}", "section": "merge", "quality": acc(m, test),
-                     "quality_metric": "accuracy", **timing[name], "size_bytes": params * 4, "params": params,
+                     "quality_metric": "accuracy", **timing[name], "size_bytes": size_bytes(m), "params": params,
                      "forward_passes": 1})
+    member_sizes = [size_bytes(m) for m in members]
     rows.append({"name": "digits/merge/output_average_x5", "section": "merge", "quality": ens_acc,
-                 "quality_metric": "accuracy", **timing["output_average_x5"], "size_bytes": 5 * params * 4,
+                 "quality_metric": "accuracy", **timing["output_average_x5"],
+                 "size_bytes": None if None in member_sizes else sum(member_sizes),
                  "params": 5 * params, "forward_passes": 5})
     extra["merge"] = {"members": [{"lr": lr, "seed": i + 1, "val_accuracy": acc(m, val), "test_accuracy": acc(m, test)}
                                   for i, (lr, m) in enumerate(zip(lrs, members))],
@@ -364,24 +369,39 @@ def bench_merge(args, rows: list, extra: dict) -> None:
                       "task_arithmetic_scaling": ta.merge_record_["scaling"], "ties": ties.merge_record_["ties"]}
 
 
+def _note(r: dict) -> str:
+    note = ""
+    if "target_met" in r:
+        note = (f"drop {100 * r['accuracy_drop_vs_stack']:.2f} pt, first stage answers "
+                f"{100 * r['share_answered_first_stage']:.0f}%, target {'met' if r['target_met'] else 'missed'}; "
+                f"one call over the test set: {r['cost_vs_stack_one_call']:.2f}x, target "
+                f"{'met' if r['target_met_one_call'] else 'missed'}")
+        if "cost_vs_stack_per_request" in r:
+            note += (f"; one request at a time: {r['cost_vs_stack_per_request']:.2f}x, target "
+                     f"{'met' if r['target_met_per_request'] else 'missed'}")
+    if "cost_vs_compiled_stack" in r:
+        ok = "met" if r.get("target_met_compiled") else "missed"
+        note = (f"{r['cost_vs_compiled_stack']:.2f}x the compiled stack"
+                + (f" (target <= 0.40x at <= 0.2 pt drop: {ok}, drop {100 * r['accuracy_drop_vs_stack']:.2f} pt)"
+                   if "target_met_compiled" in r else "")
+                + f"; one request at a time {r['cost_vs_compiled_stack_per_request']:.2f}x; "
+                f"max proba diff vs Python {r['max_abs_proba_diff']:.1e}")
+    if r.get("forward_passes"):
+        note = f"{r['forward_passes']} forward pass(es)"
+    return note
+
+
+def _ratio(r: dict) -> str:
+    ratio = r.get("cost_vs_stack", r.get("cost_vs_flat_lr"))
+    return "" if ratio is None else f"{ratio:.2f}x"
+
+
 def markdown(rows: list[dict]) -> str:
-    lines = ["| variant | accuracy | latency ms / 256 rows | cost vs reference | note |", "|---|---|---|---|---|"]
-    for r in rows:
-        ratio = r.get("cost_vs_stack", r.get("cost_vs_flat_lr"))
-        note = ""
-        if "target_met" in r:
-            note = (f"drop {100 * r['accuracy_drop_vs_stack']:.2f} pt, first stage answers "
-                    f"{100 * r['share_answered_first_stage']:.0f}%, target {'met' if r['target_met'] else 'missed'}; "
-                    f"one call over the test set: {r['cost_vs_stack_one_call']:.2f}x, target "
-                    f"{'met' if r['target_met_one_call'] else 'missed'}")
-            if "cost_vs_stack_per_request" in r:
-                note += (f"; one request at a time: {r['cost_vs_stack_per_request']:.2f}x, target "
-                         f"{'met' if r['target_met_per_request'] else 'missed'}")
-        if r.get("forward_passes"):
-            note = f"{r['forward_passes']} forward pass(es)"
-        lines.append(f"| {r['name']} | {r['quality']:.4f} | {r['latency_ms']:.3f} | "
-                     f"{'' if ratio is None else f'{ratio:.2f}x'} | {note} |")
-    return "\n".join(lines)
+    return table(rows, [("name", "variant", ""), ("quality", "accuracy", ".4f"),
+                        ("latency_ms", "latency ms / 256 rows", ".3f"), ("cost", "cost vs reference", _ratio),
+                        ("size_bytes", "size (ss.save)", lambda r: "–" if r.get("size_bytes") is None else
+                         __import__("slimstack.measure", fromlist=["format_bytes"]).format_bytes(r["size_bytes"])),
+                        ("note", "note", _note)])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -412,17 +432,20 @@ def main(argv: list[str] | None = None) -> None:
 
 def repeats_markdown(extra: dict) -> str:
     """Mean test accuracy drop and cost ratios of each cascade over the random splits."""
-    lines = ["| cascade | splits | mean accuracy drop (pt) | cost, 256-row batches | one call | one request at a time | "
-             "target met (batches / one call / per request) |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for dataset, block in extra.get("cascade", {}).items():
         for n, r in block.get("repeats", {}).items():
             m, t = r["mean"], r["target_met_mean"]
             ok = lambda b: "met" if b else "missed"  # noqa: E731
-            lines.append(f"| {dataset} {n} -> stack | {r['splits']} | {100 * m['accuracy_drop']:.2f} | "
-                         f"{m['cost_vs_stack']:.2f}x | {m['cost_vs_stack_one_call']:.2f}x | "
-                         f"{m['cost_vs_stack_per_request']:.2f}x | {ok(t['cost_vs_stack'])} / "
-                         f"{ok(t['cost_vs_stack_one_call'])} / {ok(t['cost_vs_stack_per_request'])} |")
-    return "\n".join(lines)
+            rows.append({"cascade": f"{dataset} {n} -> stack", "splits": r["splits"], "drop": 100 * m["accuracy_drop"],
+                         "batches": f"{m['cost_vs_stack']:.2f}x", "one": f"{m['cost_vs_stack_one_call']:.2f}x",
+                         "req": f"{m['cost_vs_stack_per_request']:.2f}x",
+                         "met": f"{ok(t['cost_vs_stack'])} / {ok(t['cost_vs_stack_one_call'])} / "
+                                f"{ok(t['cost_vs_stack_per_request'])}"})
+    return table(rows, [("cascade", "cascade", ""), ("splits", "splits", ""), ("drop", "mean accuracy drop (pt)", ".2f"),
+                        ("batches", "cost, 256-row batches", ""), ("one", "one call", ""),
+                        ("req", "one request at a time", ""),
+                        ("met", "target met (batches / one call / per request)", "")])
 
 
 if __name__ == "__main__":

@@ -6,18 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table as md_table  # noqa: E402
+
 COLS = ("group", "name", "quality", "quality_delta", "latency_ms", "speedup", "latency_b1_ms", "speedup_b1", "macs",
         "mac_reduction", "gain_per_mac", "params", "nonzero_params", "size_bytes", "size_ratio")
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, int) and v >= 10_000:
-        return f"{v:,}"
-    return str(v)
 
 
 def table(payload: dict) -> str:
@@ -25,10 +18,7 @@ def table(payload: dict) -> str:
     head = (f"`{payload['benchmark']}`{' --quick' if payload.get('quick') else ''}: {m['cpu']}, {m['threads']} threads, "
             f"torch {m['torch']}, {m['date']}; latency = median ms per batch call (batch 256 for digits, 128 sentences "
             "for MiniLM), speedup and MAC reduction against the group's first row; gain_per_mac = speedup / MAC reduction.\n\n")
-    lines = ["| " + " | ".join(COLS) + " |", "|" + "---|" * len(COLS)]
-    for r in payload["rows"]:
-        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in COLS) + " |")
-    return head + "\n".join(lines) + "\n"
+    return head + md_table(payload["rows"], list(COLS)) + "\n"
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import table as md_table  # noqa: E402  (one table interface for every benchmark)
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -54,11 +56,8 @@ def table(payload: dict) -> str:
         f"`{m.get('source', '')}`: {m.get('cpu', '?')}, {m.get('threads', '?')} threads, torch {m.get('torch', '?')}, "
         f"{m.get('date', '')}",
         "",
-        "| " + " | ".join(h for _, h in cols) + " |",
-        "|" + "---|" * len(cols),
+        md_table(rows, [(k, h, lambda r, k=k: _fmt(k, r.get(k))) for k, h in cols]),
     ]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(k, r.get(k)) for k, _ in cols) + " |")
     summary = payload.get("summary")
     if summary:
         lines += ["", "Summary:", ""]
@@ -72,7 +71,7 @@ def table(payload: dict) -> str:
 
 
 def _custom_table(name: str):
-    path = ROOT / "benchmarks" / f"{name}_table.py"
+    path = ROOT / "benchmarks" / f"{name.replace('-', '_')}_table.py"
     if not path.exists():
         return None
     import importlib.util

@@ -26,11 +26,14 @@ FALLBACKS = ("python", "error")
 @dataclass
 class _Context:
     fallback: str
+    merge_folds: bool = True
     record: list = field(default_factory=list)
     fallbacks: list = field(default_factory=list)
+    double: dict = field(default_factory=dict)  # float32 output name -> the float64 tensor it was cast from
 
 
-def compile(estimator: Any, *, threads: int | None = 1, fallback: str = "python") -> CompiledModel:  # noqa: A001
+def compile(estimator: Any, *, threads: int | None = 1, fallback: str = "python",  # noqa: A001
+            merge_folds: bool = True) -> CompiledModel:
     """Compile a fitted classifier or ensemble into one ONNX Runtime graph with the same predictions.
 
     Handles slimstack's ``VotingEnsemble``, ``EnsembleSelection``, ``StackingEnsemble`` (fold-averaged
@@ -81,7 +84,10 @@ def compile(estimator: Any, *, threads: int | None = 1, fallback: str = "python"
     n_features = _n_features(est)
     t0 = time.perf_counter()
     g = Graph(n_features)
-    g.ctx = ctx = _Context(fallback)
+    if not isinstance(merge_folds, bool):
+        raise ConfigError(f"merge_folds={merge_folds!r} is not allowed; use True (share work between fold copies) "
+                          "or False (one subgraph per fold model).")
+    g.ctx = ctx = _Context(fallback, merge_folds)
     proba = node(g, est, g.x, type(est).__name__)
     if not any(r.get("compiled") for r in ctx.record if "type" in r):
         reasons = "; ".join(f"{r['member']}: {r.get('reason')}" for r in ctx.record if not r.get("compiled"))
@@ -91,7 +97,8 @@ def compile(estimator: Any, *, threads: int | None = 1, fallback: str = "python"
     hard = getattr(est, "voting", "soft") == "hard"
     ctx.record.insert(0, {"runtime": "onnxruntime", "graph_nodes": len(model.graph.node),
                           "compile_seconds": round(time.perf_counter() - t0, 3),
-                          "float": "float64 input, tree thresholds and kNN distances; float32 elsewhere",
+                          "float": "float64 input, tree thresholds, kNN distances, logistic regressions and "
+                                   "torch/ONNX softmax; float32 elsewhere",
                           "tolerance": CompiledModel.tolerance})
     return CompiledModel(model.SerializeToString(), est.classes_, n_features=n_features, record=ctx.record,
                          allow_nan=_allow_nan(est), has_proba=not hard, fallbacks=ctx.fallbacks,

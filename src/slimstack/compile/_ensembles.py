@@ -17,7 +17,8 @@ from onnx import TensorProto
 
 from ..errors import ModelError
 from ._errors import CompileWarning, NotCompilable
-from ._members import forests_mean, hgb_folds_mean, leaf_output, one_hot_argmax, unwrap
+from ._linear import is_linear, linear_folds_mean
+from ._members import forests_mean, hgb_folds_mean, knn_folds_mean, leaf_output, one_hot_argmax, unwrap
 
 __all__ = ["node", "register_combiner", "ensemble_types"]
 
@@ -104,15 +105,15 @@ def _fit_output(g, fit, x: str, method: str, classes, path: str) -> str:
     models = [unwrap(m) for m in fit.models]
     if method == "predict_proba" and len(models) > 1 and all(np.array_equal(m.classes_, models[0].classes_)
                                                            for m in models):
-        kind = _same_kind(models)
+        kind = _same_kind(models) if g.ctx.merge_folds else None
         if kind is not None:
             try:
-                p = forests_mean(g, models, x) if kind == "forest" else hgb_folds_mean(g, models, x)
+                p = _FOLD_MERGERS[kind](g, models, x)
                 g.ctx.record.append({"member": path, "type": type(models[0]).__name__, "compiled": True,
-                                     "method": method, "note": f"{len(models)} fold models in one tree node"})
+                                     "method": method, "note": f"{len(models)} fold models {_FOLD_NOTES[kind]}"})
                 return _align(g, p, models[0].classes_, classes)
-            except NotCompilable:
-                pass  # each fold model on its own below, which records the reason
+            except NotCompilable as exc:  # each fold model on its own below
+                g.ctx.record.append({"member": path, "compiled": True, "note": f"fold models not merged: {exc}"})
     outs = []
     for i, m in enumerate(models):
         sub = f"{path}/fold{i}" if len(models) > 1 else path
@@ -125,14 +126,20 @@ def _fit_output(g, fit, x: str, method: str, classes, path: str) -> str:
     return _mean(g, outs)
 
 
-def _same_kind(models) -> str | None:
-    from ._members import _is_forest, _is_hgb
+_FOLD_MERGERS = {"forest": forests_mean, "hgb": hgb_folds_mean, "knn": knn_folds_mean, "linear": linear_folds_mean}
+_FOLD_NOTES = {"forest": "in one tree node", "hgb": "in one tree node", "knn": "sharing one distance MatMul",
+               "linear": "in one MatMul (scalers folded into the weights)"}
 
-    if all(_is_forest(m) for m in models):
-        return "forest"
-    if all(_is_hgb(m) for m in models):
-        return "hgb"
+
+def _same_kind(models) -> str | None:
+    """Which fold-merged form fits ``models`` (all copies of one kind), or None: each fold on its own."""
+    from ._members import _is_forest, _is_hgb, _is_knn
+
+    for kind, test in (("forest", _is_forest), ("hgb", _is_hgb), ("knn", _is_knn), ("linear", is_linear)):
+        if all(test(m) for m in models):
+            return kind
     return None
+
 
 
 def _log(g, p: str) -> str:
@@ -263,10 +270,17 @@ def _cascade(g, est, x: str, path: str) -> str:
 
 def _stage(g, est, s: int, x: str, path: str) -> str:
     name, model = est.stages_[s]
-    p = _align(g, node(g, model, x, f"{path}/{name}"), model.classes_, est.classes_)
+    raw = node(g, model, x, f"{path}/{name}")
+    p = _align(g, raw, model.classes_, est.classes_)
     if s == len(est.stages_) - 1:
         return p
-    conf = _confidence(g, g.op("Cast", [p], "pd", to=TensorProto.DOUBLE), est.confidence, len(est.classes_))
+    # route on float64 probabilities where the member computes them so (torch / ONNX members), else
+    # on the float32 ones clipped to [0, 1] (a float32 top value of 1.0000001 must not pass a threshold of 1)
+    pd = g.ctx.double.get(raw) if p == raw else None
+    if pd is None:
+        pd = g.op("Clip", [g.op("Cast", [p], "pd", to=TensorProto.DOUBLE), g.const(np.float64(0.0)),
+                           g.const(np.float64(1.0))])
+    conf = _confidence(g, pd, est.confidence, len(est.classes_))
     take = g.op("Greater", [conf, g.const(np.float64(est.thresholds_[s]), "thr")], "take")
     idx = g.op("Reshape", [g.op("NonZero", [g.op("Not", [take])]), g.const(np.array([-1], np.int64))], "defer")
     any_deferred = g.op("Greater", [g.op("Size", [idx]), g.const(np.int64(0))], "any_deferred")

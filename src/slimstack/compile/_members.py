@@ -20,7 +20,8 @@ from onnx import TensorProto
 from ._errors import NotCompilable
 from ._trees import hgb_trees, sklearn_trees, tree_node
 
-__all__ = ["leaf_proba", "leaf_output", "register_converter", "unwrap"]
+__all__ = ["leaf_proba", "leaf_output", "register_converter", "unwrap", "forests_mean", "hgb_folds_mean",
+           "knn_folds_mean"]
 
 _CONVERTERS: list[tuple[Callable[[Any], bool], Callable]] = []
 
@@ -169,36 +170,123 @@ def _is_knn(est) -> bool:
     return isinstance(est, KNeighborsClassifier)
 
 
-@register_converter(_is_knn)
-def _knn(g, est, x: str) -> str:
-    """Squared distances by one MatMul, TopK, then a mean of the neighbours' one-hot labels (in float64)."""
+def _knn_check(est) -> None:
     metric, p = est.effective_metric_, est.effective_metric_params_.get("p", 2)
     if not (metric == "euclidean" or (metric == "minkowski" and p == 2)):
         raise NotCompilable(f"KNeighborsClassifier(metric={est.metric!r}) (only euclidean distances compile)")
     if est.weights not in ("uniform", "distance") or np.ndim(est._y) != 1:
         raise NotCompilable(f"KNeighborsClassifier(weights={est.weights!r}) or multi-output targets")
-    T = np.asarray(est._fit_X, dtype=np.float64)
-    k = int(est.n_neighbors)
-    n_classes = len(est.classes_)
+
+
+def _sq_distances(g, x: str, T: np.ndarray) -> str:
+    """Squared euclidean distances [N, len(T)] in float64 by one MatMul: |x|^2 - 2 x.T + |t|^2."""
     tt = g.const((T * T).sum(axis=1)[None, :], "tt")
     xx = g.op("ReduceSum", [g.op("Mul", [x, x]), g.const(np.array([1], np.int64), "ax")], "xx", keepdims=1)
     cross = g.op("MatMul", [x, g.const(-2.0 * T.T, "m2t")], "cross")
-    d = g.op("Add", [g.op("Add", [cross, xx]), tt], "d2")
+    return g.op("Add", [g.op("Add", [cross, xx]), tt], "d2")
+
+
+def _knn_vote(g, est, d: str, labels: np.ndarray | None = None) -> str:
+    """Neighbour vote (float64 [N, classes]) of ``est`` given squared distances ``d`` to rows labelled ``labels``
+
+    (class indices; default ``est._y``, the labels of ``est._fit_X``)."""
+    k = int(est.n_neighbors)
+    n_classes = len(est.classes_)
     vals, idx = g.op("TopK", [d, g.const(np.array([k], np.int64), "k")], "topk", n_out=2, largest=0, sorted=1)
-    onehot = g.const(np.eye(n_classes, dtype=np.float64)[np.asarray(est._y)], "ylab")
+    labels = np.asarray(est._y) if labels is None else labels
+    onehot = g.const(np.eye(n_classes, dtype=np.float64)[labels], "ylab")
     G = g.op("Gather", [onehot, idx], "nbr", axis=0)  # [N, k, classes]
     if est.weights == "uniform":
-        proba = g.op("ReduceMean", [G, g.const(np.array([1], np.int64), "ax")], "knn", keepdims=0)
-    else:  # 1 / distance; rows with an exact match use only the matches, as scikit-learn does
-        dist = g.op("Sqrt", [g.op("Max", [vals, g.const(np.zeros(1), "z")])], "dist")
-        zero = g.op("Cast", [g.op("Equal", [dist, g.const(np.zeros(1), "z")])], "iszero", to=TensorProto.DOUBLE)
-        anyz = g.op("ReduceMax", [zero, g.const(np.array([1], np.int64), "ax")], "anyz", keepdims=1)
-        inv = g.op("Reciprocal", [g.op("Max", [dist, g.const(np.full(1, 1e-300), "tiny")])], "inv")
-        w = g.op("Where", [g.op("Cast", [anyz], to=TensorProto.BOOL), zero, inv], "w")
-        s = g.op("ReduceSum", [g.op("Mul", [G, g.op("Unsqueeze", [w, g.const(np.array([2], np.int64))])]),
-                               g.const(np.array([1], np.int64), "ax")], "wsum", keepdims=0)
-        proba = g.op("Div", [s, g.op("ReduceSum", [s, g.const(np.array([1], np.int64), "ax")], keepdims=1)])
-    return g.op("Cast", [proba], "knn_f", to=TensorProto.FLOAT)
+        return g.op("ReduceMean", [G, g.const(np.array([1], np.int64), "ax")], "knn", keepdims=0)
+    # 1 / distance; rows with an exact match use only the matches, as scikit-learn does
+    dist = g.op("Sqrt", [g.op("Max", [vals, g.const(np.zeros(1), "z")])], "dist")
+    zero = g.op("Cast", [g.op("Equal", [dist, g.const(np.zeros(1), "z")])], "iszero", to=TensorProto.DOUBLE)
+    anyz = g.op("ReduceMax", [zero, g.const(np.array([1], np.int64), "ax")], "anyz", keepdims=1)
+    inv = g.op("Reciprocal", [g.op("Max", [dist, g.const(np.full(1, 1e-300), "tiny")])], "inv")
+    w = g.op("Where", [g.op("Cast", [anyz], to=TensorProto.BOOL), zero, inv], "w")
+    s = g.op("ReduceSum", [g.op("Mul", [G, g.op("Unsqueeze", [w, g.const(np.array([2], np.int64))])]),
+                           g.const(np.array([1], np.int64), "ax")], "wsum", keepdims=0)
+    return g.op("Div", [s, g.op("ReduceSum", [s, g.const(np.array([1], np.int64), "ax")], keepdims=1)])
+
+
+@register_converter(_is_knn)
+def _knn(g, est, x: str) -> str:
+    """Squared distances by one MatMul, TopK, then a mean of the neighbours' one-hot labels (in float64)."""
+    _knn_check(est)
+    d = _sq_distances(g, x, np.asarray(est._fit_X, dtype=np.float64))
+    return g.op("Cast", [_knn_vote(g, est, d)], "knn_f", to=TensorProto.FLOAT)
+
+
+def knn_folds_mean(g, models: list, x: str) -> str:
+    """Fold copies of one kNN sharing one distance MatMul; each fold masks out the rows it was not fitted on.
+
+    The fold models' training rows are subsets of one training set, so the graph holds their union
+    once (a row repeated within a fold keeps its repeats), in an order that keeps every fold's own
+    row order, and computes every distance once. Each fold adds +inf to the columns of rows it
+    lacks before its TopK, so ties break exactly as in the fold's own graph. Votes average in float64.
+    Raises ``NotCompilable`` when no common order exists (the caller then builds one graph per fold).
+    """
+    for m in models:
+        _knn_check(m)
+    union, seqs = _union_rows([np.ascontiguousarray(m._fit_X, dtype=np.float64) for m in models])
+    d_all = _sq_distances(g, x, union)
+    votes = []
+    for m, seq in zip(models, seqs):
+        d = d_all
+        if len(seq) < len(union):
+            mask = np.full((1, len(union)), np.inf)
+            mask[0, seq] = 0.0
+            d = g.op("Add", [d_all, g.const(mask, "fold_mask")], "d_fold")
+        labels = np.zeros(len(union), dtype=np.int64)  # masked columns are never among the k nearest
+        labels[seq] = np.searchsorted(m.classes_, m.classes_[np.asarray(m._y)])
+        votes.append(_knn_vote(g, m, d, labels))
+    total = votes[0] if len(votes) == 1 else g.op("Sum", votes, "votes")
+    mean = g.op("Mul", [total, g.const(np.float64(1.0 / len(votes)))], "knn_mean")
+    return g.op("Cast", [mean], "knn_f", to=TensorProto.FLOAT)
+
+
+def _union_rows(parts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The multiset union of the row sets, ordered consistently with each part, and each part's columns in it."""
+    import heapq
+
+    ids: dict[tuple[bytes, int], int] = {}
+    rows: list[np.ndarray] = []
+    seqs = []
+    for T in parts:
+        seen: dict[bytes, int] = {}
+        seq = np.empty(len(T), np.int64)
+        for i, row in enumerate(T):
+            key = row.tobytes()
+            n = seen.get(key, 0)
+            seen[key] = n + 1
+            if (key, n) not in ids:
+                ids[(key, n)] = len(rows)
+                rows.append(row)
+            seq[i] = ids[(key, n)]
+        seqs.append(seq)
+    n = len(rows)
+    succ: list[set] = [set() for _ in range(n)]
+    indeg = np.zeros(n, np.int64)
+    for seq in seqs:
+        for a, b in zip(seq[:-1], seq[1:]):
+            if b not in succ[a]:
+                succ[a].add(b)
+                indeg[b] += 1
+    heap = [i for i in range(n) if indeg[i] == 0]
+    heapq.heapify(heap)
+    order = []
+    while heap:
+        i = heapq.heappop(heap)
+        order.append(i)
+        for j in succ[i]:
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                heapq.heappush(heap, j)
+    if len(order) < n:
+        raise NotCompilable("the fold models' training rows have no common order")
+    pos = np.empty(n, np.int64)
+    pos[np.asarray(order)] = np.arange(n)
+    return np.stack([rows[i] for i in order]), [pos[s] for s in seqs]
 
 
 # -- pipelines whose last step has a converter of its own ----------------------------------------
@@ -285,18 +373,29 @@ def _onnx_member(g, est, x: str) -> str:
 
 
 def _scores_to_proba(g, out: str, kind: str, k: int) -> str:
-    """As ``_PrefitBase._check_width``: softmax logits, renormalise probabilities; "auto" decides per batch."""
+    """As ``_PrefitBase._check_width``: softmax logits, renormalise probabilities; "auto" decides per batch.
+
+    In float64, as the Python member computes them; the float32 result is returned and the float64
+    one noted in ``g.ctx.double`` so that a cascade routes on the same values as in Python (a
+    threshold such as 0.9999999994 separates rows that float32 rounds to 1.0 alike).
+    """
+    out = g.op("Cast", [out], "od", to=TensorProto.DOUBLE)
     soft = g.op("Softmax", [out], "soft", axis=1)
     norm = g.op("Div", [out, g.op("ReduceSum", [out, g.const(np.array([1], np.int64), "ax")], keepdims=1)], "norm")
     if kind == "logits":
-        return soft
-    if kind == "proba":
-        return norm
-    nonneg = g.op("GreaterOrEqual", [g.op("ReduceMin", [out], keepdims=0), g.const(np.float32(0.0), "z")])
-    dev = g.op("Abs", [g.op("Sub", [g.op("ReduceSum", [out, g.const(np.array([1], np.int64))], keepdims=1),
-                                    g.const(np.float32(1.0))])])
-    sums_one = g.op("LessOrEqual", [g.op("ReduceMax", [dev], keepdims=0), g.const(np.float32(1e-3 + 1e-5))])
-    return g.op("Where", [g.op("And", [nonneg, sums_one]), norm, soft], "auto_proba")
+        p = soft
+    elif kind == "proba":
+        p = norm
+    else:
+        nonneg = g.op("GreaterOrEqual", [g.op("ReduceMin", [out], keepdims=0), g.const(np.float64(0.0), "z")])
+        dev = g.op("Abs", [g.op("Sub", [g.op("ReduceSum", [out, g.const(np.array([1], np.int64))], keepdims=1),
+                                        g.const(np.float64(1.0))])])
+        sums_one = g.op("LessOrEqual", [g.op("ReduceMax", [dev], keepdims=0), g.const(np.float64(1e-3 + 1e-5))])
+        p = g.op("Where", [g.op("And", [nonneg, sums_one]), norm, soft], "auto_proba")
+    pf = g.op("Cast", [p], "proba_f", to=TensorProto.FLOAT)
+    if g.ctx is not None:
+        g.ctx.double[pf] = p
+    return pf
 
 
 # -- skl2onnx, the general converter -----------------------------------------------------------------
