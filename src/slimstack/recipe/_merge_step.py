@@ -61,12 +61,11 @@ def parse_merge_step(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
 
 
 def _merge_config(method: str, params: dict[str, Any]) -> Any:
+    """The merge config for ``method``, its fields read as any config's are (lists become tuples)."""
+    from .._config import config_from_dict
     from ..merge import METHODS
 
-    try:
-        return METHODS[method](**params)
-    except TypeError as exc:
-        raise ConfigError(f"method={method!r} does not take {sorted(params)}: {exc}") from None
+    return config_from_dict({"type": METHODS[method].__name__, "data": params})
 
 
 def parse_merge(method: str, fields: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,8 @@ it. Every record has the one shape of :func:`~slimstack.recipe._record.step_reco
 
 A compressing step names its technique with ``method`` (a registered config type, e.g.
 ``StructuredPruning``) and gives that config's fields beside it; the config class validates them.
+``type:`` names it as well, for a config that has a field called ``method`` (``type: WeightOnly,
+method: rtn``).
 Data goes to the verbs by meaning: ``train`` is what a technique may learn from (pruning's recovery
 and Taylor scores, QAT, distillation), ``val`` what it may only choose by (quantization's fallback,
 tree pruning's ``ccp_alpha``, distillation's early stop, merge's soup order), ``calibration`` the
@@ -93,7 +95,8 @@ def verb_kwargs(verb: Callable[..., Any], legacy: dict[str, str] | None = None, 
 def _parse_config_step(kind: str) -> Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]:
     def parse(fields: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         fields = dict(fields)
-        method = fields.pop("method", _DEFAULT_METHOD.get(kind))
+        # ``type:`` names the technique too, for a config with a field called "method" (WeightOnly.method)
+        method = fields.pop("type") if "type" in fields else fields.pop("method", _DEFAULT_METHOD.get(kind))
         allowed = sorted(registered_configs(kind))
         if method is None:
             raise ConfigError(f"missing key 'method'; one of: {', '.join(allowed) or '(none installed)'}")
