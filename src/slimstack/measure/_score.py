@@ -55,8 +55,10 @@ def task_comparer(task: str) -> TaskComparer | None:
 
 def primary_metric(data: Dataset, model: Any = None) -> str:
     """The metric ``ss.measure`` reports as quality for ``data`` (accuracy, r2, spearman, perplexity)."""
-    if model is not None and data.task == "classification" and adapt(model).output == "value":
-        return "accuracy"
+    if model is not None and data.task == "classification":
+        with modes_kept([model]):  # adapting a module puts it in eval mode
+            if adapt(model).output == "value":
+                return "accuracy"
     return PRIMARY_METRIC.get(data.task, "accuracy")
 
 
