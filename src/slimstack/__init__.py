@@ -6,7 +6,11 @@ every result with ``measure``/``compare``. See ``../README.md`` for the tour.
 
 from __future__ import annotations
 
-from . import datasets, io, llm, recipe, report, zoo
+from . import _plugins
+
+_plugins.load()  # the packages that register formats, architectures, adapters and handlers with the base
+
+from . import datasets, io, llm, recipe, report, zoo  # noqa: E402
 from .io import load, save
 from . import measure  # callable: ss.measure(model, data) runs the verb
 from .measure import Comparison, Measurement, compare

@@ -177,11 +177,11 @@ _REGISTRIES: dict[str, Registry] = {}
 
 
 def registries() -> dict[str, Registry]:
-    """Every verb's registry by verb name (``"prune"``, ``"quantize"``, ...), for contract tests."""
-    import importlib
+    """Every verb's registry by verb name (``"prune"``, ``"quantize"``, ...), for contract tests.
 
-    for pkg in ("prune", "quantize", "distill", "merge"):
-        importlib.import_module(f"slimstack.{pkg}")
+    The packages that create them are loaded by ``slimstack/__init__`` (``slimstack._plugins``); the
+    base imports none of them.
+    """
     return dict(_REGISTRIES)
 
 

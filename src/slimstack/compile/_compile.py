@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, ModelError, NotFittedError
-from ..io._registry import register_format
-from ..measure._adapters import ModelAdapter, register_adapter
+from ..io import register_format
+from ..measure import ModelAdapter, register_adapter
 from ._ensembles import node
 from ._graph import Graph
 from ._members import unwrap

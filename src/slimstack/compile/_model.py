@@ -150,7 +150,7 @@ class CompiledModel:
 
     @classmethod
     def _load(cls, directory: Path, spec: dict[str, Any], trusted: bool) -> CompiledModel:
-        from ..io._skops import load_skops as _skops_load
+        from ..io import load_skops as _skops_load
 
         try:
             meta = json.loads((directory / spec.get("meta", "compiled.json")).read_text())

@@ -14,7 +14,7 @@ from ._files import FILE_SUFFIXES, from_arrays, load_file
 from ._split import SPLITS, split_indices
 from ._text import TEXT_BUILTIN, TEXT_SUFFIXES, load_text, text_dataset, token_windows
 
-__all__ = ["Dataset", "load", "names", "from_arrays", "split_indices", "Task", "text_dataset", "token_windows"]
+__all__ = ["FILE_SUFFIXES", "Dataset", "load", "names", "from_arrays", "split_indices", "Task", "text_dataset", "token_windows"]
 
 
 def names() -> list[str]:

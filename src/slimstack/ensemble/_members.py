@@ -26,6 +26,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ..errors import DataError, ModelError, ShapeError
+from ..measure import softmax
 
 __all__ = ["TorchClassifier", "TorchRegressor", "OnnxClassifier", "OnnxRegressor", "Frozen",
            "is_frozen", "as_member"]
@@ -123,7 +124,7 @@ class _PrefitBase(BaseEstimator):
                     f"the model returns {out.shape[1]} columns but there are {width} classes "
                     f"{self.classes_.tolist()[:10]}; pass classes= with one label per output column.")
             if self._output_kind(out) == "logits":
-                return _softmax(out)
+                return softmax(out)
             return out / out.sum(axis=1, keepdims=True)
         return out.reshape(len(out), -1)[:, 0] if out.ndim > 1 and out.shape[1] == 1 else out
 
@@ -155,12 +156,6 @@ class _PrefitBase(BaseEstimator):
 def _index_of(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
     lookup = {c: i for i, c in enumerate(classes.tolist())}
     return np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

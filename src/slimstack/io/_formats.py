@@ -1,4 +1,7 @@
-"""Formats beside plain torch modules: Hugging Face sentence encoders, scikit-learn (skops), ONNX."""
+"""Formats beside plain torch modules: scikit-learn (skops) and ONNX.
+
+The model zoo registers its sentence-encoder format itself (:mod:`slimstack.zoo._encoder_io`).
+"""
 
 from __future__ import annotations
 
@@ -8,61 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelFileError, UnsafeFileError
-from ._registry import PICKLE_SUFFIXES, member, register_format
+from ..errors import ModelFileError
+from ._registry import member, register_format
 from ._skops import load_skops
 
-__all__ = ["SentenceEncoderFormat", "SklearnFormat", "OnnxFormat", "OnnxModel"]
-
-
-@register_format("sentence_encoder")
-class SentenceEncoderFormat:
-    priority = 10
-
-    @staticmethod
-    def can_save(obj: Any) -> bool:
-        from ..zoo import SentenceEncoder
-
-        return type(obj) is SentenceEncoder
-
-    @staticmethod
-    def save(obj: Any, directory: Path) -> dict[str, Any]:
-        obj.model.save_pretrained(str(directory / "encoder"), safe_serialization=True)
-        obj.tokenizer.save_pretrained(str(directory / "encoder"))
-        return {"encoder": "encoder", **obj.get_config()}
-
-    @staticmethod
-    def load(directory: Path, spec: dict[str, Any], trusted: bool) -> Any:
-        from ..zoo._encoder import load_hf_encoder
-
-        if spec.get("hf_dir"):
-            return _load_hf_dir(directory, trusted)
-        kw = {k: spec[k] for k in ("max_length", "pooling", "normalize") if k in spec}
-        try:
-            return load_hf_encoder(member(directory, spec.get("encoder", "encoder"), "encoder"), **kw)
-        except (OSError, ValueError) as exc:
-            raise ModelFileError(f"cannot load the encoder in {str(directory)!r}: {exc}") from exc
-
-
-def _load_hf_dir(directory: Path, trusted: bool) -> Any:
-    """A Hugging Face folder: safetensors weights, or pickled ``pytorch_model.bin`` only if trusted."""
-    from ..zoo._encoder import load_hf_encoder
-
-    safe = sorted(p.name for p in directory.glob("*.safetensors"))
-    pickled = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-    if not safe and not pickled:
-        raise ModelFileError(f"{str(directory)!r} holds a config.json but no weights (*.safetensors); "
-                             "save the model with save_pretrained(..., safe_serialization=True)")
-    if not safe and not trusted:
-        raise UnsafeFileError(
-            f"{str(directory)!r} holds its weights only as {', '.join(pickled)}, a pickle-based format whose "
-            "loading can run arbitrary code; convert it to safetensors (save_pretrained(..., "
-            "safe_serialization=True)), or pass trusted=True (CLI: --trusted) only if you trust its source"
-        )
-    try:
-        return load_hf_encoder(directory, use_safetensors=bool(safe))
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"cannot load the Hugging Face model in {str(directory)!r}: {str(exc)[:300]}") from exc
+__all__ = ["SklearnFormat", "OnnxFormat", "OnnxModel"]
 
 
 @register_format("sklearn")

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from ..errors import ModelError, ModelFileError, UnsafeFileError, unknown_name
 from ._replace import check_target, recover, replace_dir, written_files
 
-__all__ = ["Format", "register_format", "formats", "save", "load", "member", "MANIFEST", "PICKLE_SUFFIXES", "PATH_KEYS"]
+__all__ = ["Format", "register_format", "formats", "get_format", "save", "load", "member", "MANIFEST", "PICKLE_SUFFIXES", "PATH_KEYS"]
 
 MANIFEST = "slimstack.json"
 FORMAT_VERSION = 1
@@ -58,7 +58,16 @@ def register_format(name: str):
 
 
 def formats() -> list[str]:
+    """Names of every registered format (the base's own and those the zoo, llm, prune, ... register)."""
     return sorted(_FORMATS)
+
+
+def get_format(name: str) -> type:
+    """The format class registered under ``name`` (e.g. ``"sentence_encoder"``)."""
+    if name not in _FORMATS:
+        raise unknown_name("model format", name, _FORMATS,
+                           fix="Is the package that registers it (slimstack.zoo, slimstack.llm, ...) imported?")
+    return _FORMATS[name]
 
 
 def _ordered():
@@ -117,7 +126,7 @@ def load(path: str | Path, *, trusted: bool = False) -> Any:
         if not (root / MANIFEST).is_file():
             if (root / "config.json").is_file():  # a Hugging Face model directory: the format that claims it
                 fmt = next((f for f in _ordered() if getattr(f, "claims_hf_dir", None) and f.claims_hf_dir(root)),
-                           _FORMATS["sentence_encoder"])
+                           None) or get_format("sentence_encoder")
                 return fmt.load(root, {"hf_dir": True}, trusted)
             raise ModelFileError(f"{str(path)!r} holds no {MANIFEST}; it was not written by ss.save")
         name, spec = _read_manifest(root / MANIFEST)

@@ -1,7 +1,7 @@
 """PyTorch modules as safetensors weights plus a JSON description that rebuilds them.
 
 Two kinds of module rebuild from JSON alone: registered architectures (``get_config()`` kwargs,
-see :func:`slimstack.zoo.register_architecture`) and trees of standard layers (``nn.Sequential``
+see :func:`slimstack.io.register_architecture`) and trees of standard layers (``nn.Sequential``
 of Linear, Conv, BatchNorm, activations, ...). After the rebuild, standard layers whose saved
 weights have another shape (a structured-pruned model) are recreated at the saved shape, so pruned
 models load without pickle.
@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from ..errors import ModelError, ModelFileError
+from ._architectures import architecture_of, build_architecture
 from ._registry import register_format
 
-__all__ = ["TorchFormat", "module_spec", "build_from_spec", "resize_to_state", "save_state", "load_state",
+__all__ = ["TorchFormat", "WEIGHTS", "module_spec", "build_from_spec", "resize_to_state", "save_state", "load_state",
            "load_weights"]
 
 WEIGHTS = "model.safetensors"
@@ -57,11 +58,10 @@ def _arg(module: nn.Module, name: str) -> Any:
 
 def module_spec(module: nn.Module) -> dict[str, Any] | None:
     """The JSON description that rebuilds ``module``, or None if it cannot be described."""
-    from ..zoo._models import _ARCHITECTURES
-
     name = type(module).__name__
-    if name in _ARCHITECTURES and _ARCHITECTURES[name] is type(module) and hasattr(module, "get_config"):
-        return {"arch": name, "kwargs": module.get_config()}
+    arch = architecture_of(module)
+    if arch is not None:
+        return {"arch": arch, "kwargs": module.get_config()}
     if type(module) in _LAYER_ARGS:
         return {"layer": name, "args": {a: _arg(module, a) for a in _LAYER_ARGS[type(module)]}}
     if type(module) is nn.Sequential:
@@ -73,8 +73,6 @@ def module_spec(module: nn.Module) -> dict[str, Any] | None:
 
 
 def build_from_spec(spec: dict[str, Any]) -> nn.Module:
-    from ..zoo._models import build_architecture
-
     if "arch" in spec:
         return build_architecture(spec["arch"], spec["kwargs"])
     if "layer" in spec:

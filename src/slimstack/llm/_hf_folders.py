@@ -159,9 +159,9 @@ def load_hf_folder(folder: Path, trusted: bool = False) -> Any:
     if kind in ("text_classifier", "image_classifier"):
         return load_hf_classifier(folder, kind, trusted)
     if kind == "base":
-        from ..io._formats import SentenceEncoderFormat
+        from ..io import get_format
 
-        return SentenceEncoderFormat.load(folder, {"hf_dir": True}, trusted)
+        return get_format("sentence_encoder").load(folder, {"hf_dir": True}, trusted)
     head = kind.split(":", 1)[1]
     raise ModelError(
         f"{str(folder)!r} holds a {head}; ss.load keeps a model's head and knows causal LMs (*ForCausalLM), "

@@ -20,8 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import ConfigError, DataError, ModelError
-from ..measure._adapters import ModelAdapter, register_adapter, torch_peak_memory
-from ..measure._results import Comparison, Measurement
+from ..measure import Comparison, Measurement, ModelAdapter, adapt, register_adapter, register_task, torch_peak_memory
 
 __all__ = ["LanguageModel", "LMAdapter", "compare_lm", "kld_top1"]
 
@@ -147,8 +146,6 @@ def compare_lm(models: dict[str, Any], data: Any, *, threads: int | None = 2, wa
                progress: bool = False) -> Comparison:
     """``ss.compare`` for causal LMs on a task-``"lm"`` dataset (see the module docstring)."""
     from ..datasets import token_windows
-    from ..measure._adapters import adapt
-
     adapters = {n: adapt(m) for n, m in models.items()}
     bad = [n for n, a in adapters.items() if not isinstance(a, LMAdapter)]
     if bad:
@@ -249,3 +246,6 @@ def _threads(adapters, threads: int | None):
         for a in adapters:
             stack.enter_context(a.threads(threads))
         yield
+
+
+register_task("lm", compare_lm, warmup=1, runs=3)  # ss.measure/ss.compare of task "lm" text come here

@@ -36,7 +36,7 @@ def decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
 
 
 def shrink_lm(lm: CausalLM, layers: int | Sequence[int]) -> CausalLM:
-    from ..zoo._shrink import spread_layers
+    from ..zoo import spread_layers
 
     _, old = decoder_layers(lm.model)
     n = len(old)

@@ -13,12 +13,14 @@ from ._adapters import (
 from ._measure import compare, measure
 from ._metrics import PRIMARY_METRIC, classification_metrics, cosine_fidelity, regression_metrics, softmax, sts_metrics
 from ._results import Comparison, Measurement, format_bytes
-from ._score import higher_is_better, primary_metric, score, scores
+from ._score import TaskComparer, higher_is_better, primary_metric, register_task, score, scores
+from ._timing import time_interleaved
 
 __all__ = [
     "Comparison", "EncoderAdapter", "Measurement", "ModelAdapter", "OnnxAdapter", "PRIMARY_METRIC", "SklearnAdapter",
-    "TorchAdapter", "adapt", "higher_is_better", "primary_metric", "score", "scores", "classification_metrics", "compare", "cosine_fidelity", "format_bytes", "measure",
-    "register_adapter", "regression_metrics", "softmax", "sts_metrics", "torch_peak_memory",
+    "TaskComparer", "TorchAdapter", "adapt", "classification_metrics", "compare", "cosine_fidelity", "format_bytes",
+    "higher_is_better", "measure", "primary_metric", "register_adapter", "register_task", "regression_metrics",
+    "score", "scores", "softmax", "sts_metrics", "time_interleaved", "torch_peak_memory",
 ]
 
 from .._verbs import make_verb_module as _make_verb_module

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
 import warnings
 from typing import Any
 
@@ -13,13 +11,17 @@ from .._utils import any_grad_mode
 from ..datasets import Dataset
 from ..errors import ConfigError, DataError, ShapeError
 from ._adapters import ModelAdapter, adapt
-from ._labels import class_index, model_classes, unknown_classes
-from ._metrics import PRIMARY_METRIC, classification_metrics, cosine_fidelity, regression_metrics, sts_metrics
+from ._labels import model_classes, unknown_classes
+from ._metrics import cosine_fidelity
 from ._results import Comparison, Measurement
+from ._score import as_dataset, model_inputs, model_outputs, modes_kept, primary_metric, quality_metrics, task_comparer
+from ._timing import _time_interleaved
 
 __all__ = ["measure", "compare"]
 
-_COOLDOWN_S = 0.005
+# Old private names quantize/_api.py still imports (engineer rq moves it onto ss.measure.score and
+# ss.measure.time_interleaved); the lead deletes these three aliases once that branch is merged.
+_inputs, _outputs, _quality = model_inputs, model_outputs, quality_metrics
 
 
 @any_grad_mode
@@ -94,33 +96,18 @@ def compare(
         raise ConfigError("ss.compare needs at least one model, e.g. compare({'fp32': model}, data)")
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be a positive integer")
-    data = _as_dataset(data)
-    if data.task != "lm":
-        warmup, runs = 3 if warmup is None else warmup, 20 if runs is None else runs
-    if (runs is not None and runs < 1) or (warmup is not None and warmup < 0):
+    data = as_dataset(data)
+    other = task_comparer(data.task)  # e.g. causal LMs on task "lm" text: perplexity/KLD, decode speed
+    warmup = (other.warmup if other else 3) if warmup is None else warmup
+    runs = (other.runs if other else 20) if runs is None else runs
+    if runs < 1 or warmup < 0:
         raise ConfigError(f"runs={runs} must be >= 1 and warmup={warmup} >= 0")
-    if data.task == "lm":  # causal LMs: perplexity/KLD and decode/prefill speed (slimstack.llm._measure)
-        from ..llm._measure import compare_lm
-
-        with _modes_kept([*models.values(), reference]):
-            return compare_lm(models, data, threads=threads, warmup=1 if warmup is None else warmup,
-                              runs=3 if runs is None else runs,
-                              reference=reference, quality=quality, cost=cost, progress=progress)
     # measuring runs modules in eval mode; the caller's train/eval flags come back afterwards
-    with _modes_kept([*models.values(), reference]):
+    with modes_kept([*models.values(), reference]):
+        if other is not None:
+            return other.compare(models, data, threads=threads, warmup=warmup, runs=runs, reference=reference,
+                                 quality=quality, cost=cost, progress=progress)
         return _compare(models, data, batch_size, threads, warmup, runs, reference, quality, cost, progress)
-
-
-@contextlib.contextmanager
-def _modes_kept(models):
-    modules = [m for m in models if hasattr(m, "modules") and hasattr(m, "train")]
-    flags = [[(sub, sub.training) for sub in m.modules()] for m in modules]
-    try:
-        yield
-    finally:
-        for pairs in flags:
-            for sub, was in pairs:
-                sub.training = was
 
 
 def _compare(models, data, batch_size, threads, warmup, runs, reference, quality, cost, progress) -> Comparison:
@@ -129,10 +116,10 @@ def _compare(models, data, batch_size, threads, warmup, runs, reference, quality
     if lms:
         raise DataError(f"{lms} are causal LMs, measured on text: pass a task 'lm' dataset such as "
                         f"ss.datasets.load('pytorch_readme'), not {data.name!r} (task {data.task!r})")
-    inputs_all = _inputs(data, adapters)
+    inputs_all = model_inputs(data, adapters)
     ref_out = None
     if reference is not None:
-        ref_out = reference if isinstance(reference, np.ndarray) else _outputs(adapt(reference), inputs_all, batch_size, threads)
+        ref_out = reference if isinstance(reference, np.ndarray) else model_outputs(adapt(reference), inputs_all, batch_size, threads)
 
     batch = _latency_batch(inputs_all, batch_size)
     prepared = {n: a.prepare(batch) for n, a in adapters.items()}
@@ -145,8 +132,8 @@ def _compare(models, data, batch_size, threads, warmup, runs, reference, quality
         metrics: dict[str, float] = {}
         notes: list[str] = []
         if quality:
-            outputs = _outputs(a, inputs_all, batch_size, threads)
-            metrics = _quality(a, outputs, data)
+            outputs = model_outputs(a, inputs_all, batch_size, threads)
+            metrics = quality_metrics(a, outputs, data)  # the scoring ss.measure.score uses
             unknown = unknown_classes(a, data)
             if unknown:
                 notes.append(f"model {n!r} does not know class(es) {', '.join(map(repr, unknown[:10]))} of "
@@ -155,9 +142,7 @@ def _compare(models, data, batch_size, threads, warmup, runs, reference, quality
                 warnings.warn(notes[-1], UserWarning, stacklevel=3)
             if ref_out is not None:
                 metrics["cosine_fidelity"] = cosine_fidelity(outputs, ref_out)
-        metric = PRIMARY_METRIC.get(data.task, "accuracy")
-        if a.output == "value" and data.task == "classification":
-            metric = "accuracy"
+        metric = primary_metric(data, models[n])
         params = nonzero = macs = size = peak = None
         if cost:
             with a.threads(threads):
@@ -178,35 +163,6 @@ def _compare(models, data, batch_size, threads, warmup, runs, reference, quality
             n_samples=len(data), latency_samples_ms=[float(x) for x in t], notes=notes,
         )
     return Comparison(out, baseline=next(iter(models)))
-
-
-def _as_dataset(data: Dataset | str) -> Dataset:
-    if isinstance(data, Dataset):
-        ds = data
-    elif isinstance(data, str):
-        from ..datasets import load
-
-        ds = load(data, split="test")
-    else:
-        raise DataError(f"data must be a slimstack Dataset or a built-in name, got {type(data).__name__}; "
-                        "wrap arrays with ss.datasets.from_arrays(X, y)")
-    if len(ds) == 0:
-        raise DataError(f"dataset {ds.name!r} (split {ds.split!r}) is empty; pass at least one row")
-    if ds.X is not None and not np.isfinite(ds.X).all():
-        raise DataError(f"dataset {ds.name!r} has NaN or Inf in its features; impute or drop those rows first")
-    return ds
-
-
-def _inputs(data: Dataset, adapters: dict[str, ModelAdapter]) -> Any:
-    text = {a.text_input for a in adapters.values()}
-    if len(text) > 1:
-        raise DataError("ss.compare got both text and array models; compare models that take the same inputs")
-    if text.pop():
-        return data.sentences()
-    if data.X is None:
-        raise DataError(f"dataset {data.name!r} holds sentences, but the model takes arrays; "
-                        "measure a sentence encoder on it, or pass an array dataset")
-    return data.X
 
 
 def _latency_batch(inputs: Any, batch_size: int) -> Any:
@@ -230,77 +186,3 @@ def _check_runs(name: str, adapter: ModelAdapter, prepared: Any, batch: Any) -> 
         ) from exc
 
 
-def _time_interleaved(adapters: dict[str, ModelAdapter], prepared: dict[str, Any], threads: int | None,
-                      warmup: int, runs: int, progress: bool) -> dict[str, list[float]]:
-    names = list(adapters)
-    samples: dict[str, list[float]] = {n: [] for n in names}
-    with contextlib.ExitStack() as stack:
-        for a in adapters.values():
-            stack.enter_context(a.threads(threads))
-        bar = _progress(stack, progress, warmup + runs)
-        for r in range(warmup + runs):
-            shift = r % len(names)
-            for n in names[shift:] + names[:shift]:
-                a, p = adapters[n], prepared[n]
-                t0 = time.perf_counter_ns()
-                a.run(p)
-                dt = (time.perf_counter_ns() - t0) / 1e6
-                if r >= warmup:
-                    samples[n].append(dt)
-                # Let thread pools that spin after a call (ONNX Runtime, OpenMP) go idle before the next
-                # variant starts, so no variant is timed while another one's workers still hold the cores.
-                time.sleep(_COOLDOWN_S)
-            if bar is not None:
-                bar()
-    return samples
-
-
-def _progress(stack: contextlib.ExitStack, enabled: bool, total: int):
-    if not enabled:
-        return None
-    from rich.progress import Progress
-
-    prog = stack.enter_context(Progress(transient=True))
-    task = prog.add_task("timing (interleaved)", total=total)
-    return lambda: prog.advance(task)
-
-
-def _outputs(adapter: ModelAdapter, inputs: Any, batch_size: int, threads: int | None) -> np.ndarray:
-    parts: list[np.ndarray] = []
-    n = len(inputs)
-    order = np.arange(n)
-    if adapter.text_input:  # length-sorted batches pad less; the order is restored below
-        order = np.argsort([-len(s) for s in inputs], kind="stable")
-    with adapter.threads(threads):
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            chunk = inputs[idx] if isinstance(inputs, np.ndarray) else [inputs[i] for i in idx]
-            parts.append(adapter.to_numpy(adapter.run(adapter.prepare(chunk))))
-    stacked = np.concatenate(parts)
-    out = np.empty_like(stacked)
-    out[order] = stacked
-    return out
-
-
-def _quality(adapter: ModelAdapter, outputs: np.ndarray, data: Dataset) -> dict[str, float]:
-    if data.task == "classification":
-        kind = {"logits": "logits", "proba": "proba"}.get(adapter.output, "label")
-        classes = model_classes(adapter)
-        if classes is not None:  # columns (or predicted labels) are the model's classes_: match by label
-            y = class_index(classes, data.labels)
-            if kind == "label":
-                outputs = class_index(classes, np.asarray(outputs).ravel(), missing=-2)
-            elif outputs.ndim != 2 or outputs.shape[1] != len(classes):
-                raise ShapeError(f"the model outputs shape {outputs.shape[1:]} per sample for its {len(classes)} "
-                                 "classes_; pass a classifier whose predict_proba has one column per class")
-            return classification_metrics(outputs, y, kind)
-        need = int(np.max(data.y)) + 1 if len(data.y) else 0
-        if kind != "label" and (outputs.ndim != 2 or outputs.shape[1] < need):
-            raise ShapeError(f"the model outputs shape {outputs.shape[1:]} per sample, but {data.name!r} has "
-                             f"class ids up to {need - 1} ({need} classes); pass a model with at least {need} outputs")
-        return classification_metrics(outputs, data.y, kind)
-    if data.task == "regression":
-        return regression_metrics(outputs, data.y)
-    if data.task == "sts":
-        return sts_metrics(outputs, data.scores)
-    return {}

@@ -1,9 +1,7 @@
-"""Recipe steps that combine models: ensemble, cascade and merge.
+"""Recipe steps that combine models in output space: ensemble and cascade (merge: ``_merge_step``).
 
-Ensemble and cascade members are named scikit-learn estimators from an allow-list (no import
-paths in recipes), or ``current``: the model the previous steps produced, used prefit and frozen.
-Merge models are ``current``, ``original`` or saved models (``{path: FOLDER}``) of one architecture,
-merged in weight space by :func:`slimstack.merge`.
+Members are named scikit-learn estimators from an allow-list (no import paths in recipes), or
+``current``: the model the previous steps produced, used prefit and frozen.
 """
 
 from __future__ import annotations
@@ -11,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError, close_matches
+from ._record import plain, step_record
 
-__all__ = ["parse_combine", "run_combine", "ESTIMATORS"]
+__all__ = ["ESTIMATORS", "build_member", "parse_cascade", "parse_ensemble", "run_cascade", "run_ensemble"]
 
 
 def _estimators() -> dict[str, Any]:
@@ -36,8 +35,7 @@ def _estimators() -> dict[str, Any]:
 ESTIMATORS = ("LogisticRegression", "RidgeClassifier", "RandomForestClassifier", "ExtraTreesClassifier",
               "HistGradientBoostingClassifier", "GradientBoostingClassifier", "KNeighborsClassifier", "SVC",
               "GaussianNB", "DecisionTreeClassifier", "MLPClassifier")
-_METHODS = {"ensemble": ("VotingEnsemble", "StackingEnsemble", "EnsembleSelection"), "cascade": ("Cascade",),
-            "merge": ("uniform", "greedy_soup", "task_arithmetic", "ties")}
+_METHODS = {"ensemble": ("VotingEnsemble", "StackingEnsemble", "EnsembleSelection"), "cascade": ("Cascade",)}
 
 
 def _member(name: str, spec: Any) -> dict[str, Any]:
@@ -61,16 +59,20 @@ def _member(name: str, spec: Any) -> dict[str, Any]:
     return {"name": name, "estimator": est, "params": params, "scale": bool(spec.get("scale", False))}
 
 
-def parse_combine(kind: str, fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def parse_ensemble(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    return _parse("ensemble", fields)
+
+
+def parse_cascade(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    return _parse("cascade", fields)
+
+
+def _parse(kind: str, fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     fields = dict(fields)
     method = fields.pop("method", _METHODS[kind][0])
     if method not in _METHODS[kind]:
         raise ConfigError(f"unknown method {method!r}; allowed for {kind}: {', '.join(_METHODS[kind])}."
                           f"{close_matches(method, _METHODS[kind])}")
-    if kind == "merge":
-        from ._merge_step import parse_merge
-
-        return parse_merge(method, fields), {}
     key = "stages" if kind == "cascade" else "members"
     raw = fields.pop(key, None)
     if not raw or not isinstance(raw, dict):
@@ -107,7 +109,7 @@ def _check_params(method: str, members: list[dict[str, Any]], params: dict[str, 
         raise ConfigError(f"params: {method} cannot use {params!r} ({exc})") from None
 
 
-def _build(member: dict[str, Any], current: Any, example: Any) -> Any:
+def build_member(member: dict[str, Any], current: Any, example: Any) -> Any:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -124,31 +126,32 @@ def _build(member: dict[str, Any], current: Any, example: Any) -> Any:
     return make_pipeline(StandardScaler(), est) if member["scale"] else est
 
 
-def run_combine(kind: str, model: Any, config: dict[str, Any], extra: dict[str, Any], ctx: Any):
+def _fit_members(model: Any, config: dict[str, Any], ctx: Any) -> tuple[list[tuple[str, Any]], Any, Any]:
+    train = ctx.train
+    members = [(m["name"], build_member(m, model, ctx.example_inputs)) for m in config["members"]]
+    return members, train.X.reshape(len(train.X), -1), train.y
+
+
+def run_ensemble(model: Any, config: dict[str, Any], extra: dict[str, Any], ctx: Any) -> tuple[Any, dict[str, Any]]:
     from .. import ensemble
 
-    if kind == "merge":
-        from ._merge_step import run_merge
-
-        return run_merge(model, config, ctx)
-    train, val = ctx.train, ctx.val
-    X, y = train.X.reshape(len(train.X), -1), train.y
-    members = [(m["name"], _build(m, model, ctx.example_inputs)) for m in config["members"]]
+    members, X, y = _fit_members(model, config, ctx)
     params = dict(config["params"])
-    if kind == "ensemble":
-        est = getattr(ensemble, config["method"])(members, **params)
-        est.fit(X, y)
-        return est, {"method": config["method"], "members": [m["name"] for m in config["members"]],
-                     "params": params, "fitted": {k: _plain_attr(getattr(est, k, None))
-                                                   for k in ("weights_", "counts_") if hasattr(est, k)}}
-    est = ensemble.Cascade(members, **params)
+    est = getattr(ensemble, config["method"])(members, **params)
     est.fit(X, y)
-    rec = {"stages": [m["name"] for m in config["members"]], "thresholds": _plain_attr(getattr(est, "thresholds_", None)),
-           "stage_share": _plain_attr(getattr(est, "stage_share_", None)), "curve": _plain_attr(getattr(est, "curve_", None))}
-    return est, rec
+    names = [m["name"] for m in config["members"]]
+    return est, step_record("ensemble", summary={"method": config["method"], "members": names, "params": params},
+                            records=[{"layer": n, "action": "member"} for n in names],
+                            fitted={k: plain(getattr(est, k, None)) for k in ("weights_", "counts_") if hasattr(est, k)})
 
 
-def _plain_attr(v: Any) -> Any:
-    from ._steps import plain
+def run_cascade(model: Any, config: dict[str, Any], extra: dict[str, Any], ctx: Any) -> tuple[Any, dict[str, Any]]:
+    from .. import ensemble
 
-    return plain(v)
+    members, X, y = _fit_members(model, config, ctx)
+    est = ensemble.Cascade(members, **dict(config["params"]))
+    est.fit(X, y)
+    names = [m["name"] for m in config["members"]]
+    return est, step_record("cascade", summary={"method": "Cascade", "stages": names, "params": config["params"]},
+                            records=[{"layer": n, "action": "stage"} for n in names], stages=names,
+                            **{k: plain(getattr(est, f"{k}_", None)) for k in ("thresholds", "stage_share", "curve")})

@@ -11,7 +11,7 @@
         base: original                 # task_arithmetic and ties: original | current | {path: ...}
         params: {density: 0.3}         # the merge config's fields
 
-The validation split is passed as ``data=``: greedy soups rank ingredients on it, task arithmetic
+The validation split is passed as ``data=`` (merge's name for its validation data): greedy soups rank ingredients on it, task arithmetic
 picks its scaling on it, and ``batchnorm: recalibrate`` recomputes statistics from it. Training data
 is never used to choose anything here.
 """
@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, close_matches
+from ._record import result_model, step_record
 
-__all__ = ["parse_merge", "run_merge", "MERGE_METHODS"]
+__all__ = ["parse_merge", "parse_merge_step", "run_merge", "MERGE_METHODS"]
 
 MERGE_METHODS = ("uniform", "greedy_soup", "task_arithmetic", "ties")
 _ALLOWED = ("method", "models", "base", "params")
@@ -50,9 +51,26 @@ def _source(where: str, spec: Any) -> dict[str, Any]:
     return {"from": "path", "path": path, "trusted": trusted}
 
 
+def parse_merge_step(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    fields = dict(fields)
+    method = fields.pop("method", MERGE_METHODS[0])
+    if method not in MERGE_METHODS:
+        raise ConfigError(f"unknown method {method!r}; allowed for merge: {', '.join(MERGE_METHODS)}."
+                          f"{close_matches(method, MERGE_METHODS)}")
+    return parse_merge(method, fields), {}
+
+
+def _merge_config(method: str, params: dict[str, Any]) -> Any:
+    """The merge config for ``method``, its fields read as any config's are (lists become tuples)."""
+    from .._config import config_from_dict
+    from ..merge import METHODS
+
+    return config_from_dict({"type": METHODS[method].__name__, "data": params})
+
+
 def parse_merge(method: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Check a merge step's fields (method, models, base, params) and build its merge config."""
-    from ..merge._merge import _NEEDS_BASE, _resolve
+    from ..merge import TaskArithmetic, TiesMerging
 
     unknown = sorted(set(fields) - set(_ALLOWED))
     if unknown:
@@ -61,13 +79,13 @@ def parse_merge(method: str, fields: dict[str, Any]) -> dict[str, Any]:
     params = fields.get("params") or {}
     if not isinstance(params, dict):
         raise ConfigError(f"params must be a mapping of the {method} config's fields, got {params!r}")
-    config = _resolve(method, dict(params))
+    config = _merge_config(method, dict(params))
     raw = fields.get("models")
     if not isinstance(raw, dict) or not raw:
         raise ConfigError("missing key 'models': a mapping of name -> current | original | {path: FOLDER} "
                           "naming the models to merge")
     models = {str(n): _source(f"models.{n}", s) for n, s in raw.items()}
-    needs_base = isinstance(config, _NEEDS_BASE)
+    needs_base = isinstance(config, TaskArithmetic | TiesMerging)  # they merge differences from a base
     if needs_base and "base" not in fields:
         raise ConfigError(f"method {method!r} merges differences from a common starting point: add "
                           "`base: original` (or current, or {path: FOLDER})")
@@ -90,14 +108,16 @@ def _load(spec: dict[str, Any], current: Any, ctx: Any) -> Any:
     return io.load(spec["path"], trusted=spec["trusted"])
 
 
-def run_merge(model: Any, parsed: dict[str, Any], ctx: Any) -> tuple[Any, dict[str, Any]]:
+def run_merge(model: Any, parsed: dict[str, Any], extra: dict[str, Any], ctx: Any) -> tuple[Any, dict[str, Any]]:
     from ..merge import merge
-    from ._steps import plain
 
     models = [_load(s, model, ctx) for s in parsed["models"].values()]
     base = None if parsed["base"] is None else _load(parsed["base"], model, ctx)
-    merged = merge(models, parsed["config"], base=base, data=ctx.val)
-    record = {"method": parsed["method"], "models": {n: s.get("path", s["from"]) for n, s in parsed["models"].items()},
-              "base": None if parsed["base"] is None else parsed["base"].get("path", parsed["base"]["from"]),
-              "selected_on": "validation split", "merge": plain(getattr(merged, "merge_record_", {}))}
+    result = merge(models, parsed["config"], base=base, data=ctx.val)
+    merged = result_model(result)
+    record = step_record("merge", result, method=parsed["method"],
+                         models={n: s.get("path", s["from"]) for n, s in parsed["models"].items()},
+                         base=None if parsed["base"] is None else parsed["base"].get("path", parsed["base"]["from"]),
+                         selected_on="validation split",
+                         merge=getattr(result, "merge_record_", None) or getattr(merged, "merge_record_", {}))
     return merged, record

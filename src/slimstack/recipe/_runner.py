@@ -23,7 +23,8 @@ from .._utils import seed_everything
 from ..errors import ConfigError, ModelError
 from ._outdir import STATE, OutDir
 from ._schema import Recipe, load_recipe
-from ._steps import StepContext, plain, run_step
+from ._record import plain
+from ._steps import StepContext, run_step
 
 __all__ = ["run_recipe", "prepare", "load_model", "load_data", "STATE"]
 
@@ -55,9 +56,9 @@ def load_model(recipe: Recipe, data: dict[str, datasets.Dataset]) -> Any:
     if spec.path is not None:
         return io.load(spec.path, trusted=spec.trusted)
     if spec.estimator is not None:
-        from ._combine import _build
+        from ._combine import build_member
 
-        est = _build({"estimator": spec.estimator, "params": spec.params, "scale": spec.scale}, None, None)
+        est = build_member({"estimator": spec.estimator, "params": spec.params, "scale": spec.scale}, None, None)
         train = data["train"]
         return est.fit(train.X.reshape(len(train.X), -1), train.y)
     builders = {"digits_cnn": zoo.digits_cnn, "digits_mlp": zoo.digits_mlp, "digits_resnet": zoo.digits_resnet,

@@ -8,11 +8,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError, close_matches
+from ._combine import ESTIMATORS
+from ._steps import STEP_KINDS, STEPS, parse_step
 from ._yaml import load_yaml
 
 __all__ = ["Recipe", "ModelSpec", "DataSpec", "MeasureSpec", "SearchSpec", "load_recipe", "STEP_KINDS"]
 
-STEP_KINDS = ("prune", "distill", "quantize", "ensemble", "cascade", "merge", "compile")
 
 
 class _Strict(BaseModel):
@@ -43,8 +44,6 @@ class ModelSpec(_Strict):
             raise ValueError("give exactly one of 'zoo' (e.g. digits_cnn, minilm), 'path' (a saved model, "
                              "Hugging Face directory, .onnx or .skops file) or 'estimator' (e.g. LogisticRegression)")
         if self.estimator is not None:
-            from ._combine import ESTIMATORS
-
             if self.estimator not in ESTIMATORS:
                 raise ValueError(f"unknown estimator {self.estimator!r}; allowed: {', '.join(ESTIMATORS)}."
                                  f"{close_matches(self.estimator, ESTIMATORS)}")
@@ -102,8 +101,6 @@ class Recipe(_Strict):
 
 def load_recipe(source: str | Path | dict[str, Any]) -> Recipe:
     """Read and strictly validate a recipe (a YAML path, YAML text or a dict), then check every step."""
-    from ._steps import parse_step
-
     if isinstance(source, dict):
         data, lines, label = source, {}, "<recipe>"
     else:
@@ -119,11 +116,11 @@ def load_recipe(source: str | Path | dict[str, Any]) -> Recipe:
     for i, step in enumerate(recipe.steps):
         where = f"{label} line {lines[('steps', i)]}" if ("steps", i) in lines else label
         if not isinstance(step, dict) or len(step) != 1:
-            raise ConfigError(f"{where}: steps[{i}] must be a mapping with one key, one of: {', '.join(STEP_KINDS)}")
+            raise ConfigError(f"{where}: steps[{i}] must be a mapping with one key, one of: {', '.join(STEPS)}")
         (kind, fields), = step.items()
-        if kind not in STEP_KINDS:
-            raise ConfigError(f"{where}: steps[{i}]: unknown step {kind!r}; allowed: {', '.join(STEP_KINDS)}."
-                              f"{close_matches(kind, STEP_KINDS)}")
+        if kind not in STEPS:
+            raise ConfigError(f"{where}: steps[{i}]: unknown step {kind!r}; allowed: {', '.join(STEPS)}."
+                              f"{close_matches(kind, STEPS)}")
         if fields is not None and not isinstance(fields, dict):
             raise ConfigError(f"{where}: steps[{i}].{kind} takes a mapping of fields, got {fields!r}")
         try:
@@ -140,7 +137,7 @@ def resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     set name), and ``path`` of the models and base of a ``merge`` step.
     """
     from ..datasets import BUILTIN
-    from ..datasets._files import FILE_SUFFIXES
+    from ..datasets import FILE_SUFFIXES
 
     def fix(p: Any) -> Any:
         return str(folder / p) if isinstance(p, str) and p and not Path(p).expanduser().is_absolute() else p

@@ -1,22 +1,37 @@
-"""Recipe steps: how each step kind parses its fields and runs on the current model.
+"""Recipe steps: the one step registry, and the steps that run one compressing verb.
 
-A step names its technique with ``method`` (a registered config type, e.g. ``StructuredPruning``)
-and gives that config's fields beside it; the config class validates them. Each kind's runner calls
-the one public verb for that kind and returns the new model plus its record.
+A step kind is a :class:`Step`: ``parse(fields) -> (config, extra)`` checks a step's YAML fields
+(``load_recipe`` runs it for every step), ``run(model, config, extra, ctx) -> (model, record)`` runs
+it. Every record has the one shape of :func:`~slimstack.recipe._record.step_record`
+(``{"verb", "summary", "records", ...}``), so the runner and the report treat every step alike.
+
+A compressing step names its technique with ``method`` (a registered config type, e.g.
+``StructuredPruning``) and gives that config's fields beside it; the config class validates them.
+``type:`` names it as well, for a config that has a field called ``method`` (``type: WeightOnly,
+method: rtn``).
+Data goes to the verbs by meaning: ``train`` is what a technique may learn from (pruning's recovery
+and Taylor scores, QAT, distillation), ``val`` what it may only choose by (quantization's fallback,
+tree pruning's ``ccp_alpha``, distillation's early stop, merge's soup order), ``calibration`` the
+inputs for activation ranges (the train split).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
 
 from .._config import config_from_dict, registered_configs
 from ..errors import ConfigError, close_matches
+from ._combine import parse_cascade, parse_ensemble, run_cascade, run_ensemble
+from ._merge_step import parse_merge_step, run_merge
+from ._record import plain, result_model, step_record
 
-__all__ = ["StepContext", "parse_step", "run_step", "STEP_RUNNERS", "plain"]
+__all__ = ["STEPS", "STEP_KINDS", "Step", "StepContext", "parse_step", "plain", "register_step", "run_step",
+           "verb_kwargs"]
 
 # Verb keyword arguments that a step may carry beside its config fields.
 _VERB_KEYS = {
@@ -38,34 +53,66 @@ class StepContext:
     threads: int = 2
 
 
-def parse_step(kind: str, fields: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """Return (config, verb keyword arguments) for one step, or raise ConfigError naming the problem."""
-    if kind == "compile":  # ss.compile on the model so far; fields: threads, fallback
-        unknown = sorted(set(fields or {}) - {"threads", "fallback"})
-        if unknown:
-            raise ConfigError(f"unknown key {unknown[0]!r}; allowed for compile: fallback, threads."
-                              f"{close_matches(unknown[0], ['fallback', 'threads'])}")
-        return dict(fields or {}), {}
-    if kind in ("ensemble", "cascade", "merge"):
-        from ._combine import parse_combine
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One step kind: how its fields parse and how it runs."""
 
-        return parse_combine(kind, fields)
-    fields = dict(fields)
-    method = fields.pop("method", _DEFAULT_METHOD.get(kind))
-    allowed = sorted(registered_configs(kind))
-    if method is None:
-        raise ConfigError(f"missing key 'method'; one of: {', '.join(allowed) or '(none installed)'}")
-    if method not in allowed:
-        raise ConfigError(f"unknown method {method!r}; allowed for {kind}: {', '.join(allowed) or '(none installed)'}."
-                          f"{close_matches(method, allowed)}")
-    extra = {k: fields.pop(k) for k in _VERB_KEYS.get(kind, ()) if k in fields}
-    if kind == "distill":
-        _check_distill(extra)
-    if "tolerance" in extra:
-        tol = extra["tolerance"]
-        if isinstance(tol, bool) or not isinstance(tol, int | float) or not (math.isfinite(tol) and 0 < tol < 1):
-            raise ConfigError(f"tolerance={tol!r} must be a relative quality loss in (0, 1), e.g. 0.01 for 1%")
-    return config_from_dict({"type": method, "data": fields}), extra
+    kind: str
+    parse: Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]
+    run: Callable[[Any, Any, dict[str, Any], StepContext], tuple[Any, dict[str, Any]]]
+
+
+STEPS: dict[str, Step] = {}
+
+
+def register_step(kind: str, parse: Callable[..., Any], run: Callable[..., Any]) -> Step:
+    """Add a step kind to recipes (its name is the step's key in YAML)."""
+    if kind in STEPS:
+        raise ValueError(f"recipe step {kind!r} registered twice")
+    STEPS[kind] = Step(kind, parse, run)
+    return STEPS[kind]
+
+
+def verb_kwargs(verb: Callable[..., Any], legacy: dict[str, str] | None = None, **by_meaning: Any) -> dict[str, Any]:
+    """``by_meaning`` (train=, val=, calibration=, ...) under the names ``verb`` takes.
+
+    A verb that does not yet take a name (``train``, ``val``) gets it under its older spelling from
+    ``legacy`` (e.g. ``{"train": "data"}``); a value of None the verb cannot take is left out.
+    """
+    params = inspect.signature(verb).parameters
+    out: dict[str, Any] = {}
+    for name, value in by_meaning.items():
+        if name in params:
+            out[name] = value
+        elif legacy and legacy.get(name) in params:
+            out[legacy[name]] = value
+        elif value is not None:
+            raise TypeError(f"{getattr(verb, '__name__', verb)} takes neither {name}= nor "
+                            f"{(legacy or {}).get(name, name)}=")
+    return out
+
+
+def _parse_config_step(kind: str) -> Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]:
+    def parse(fields: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        fields = dict(fields)
+        # ``type:`` names the technique too, for a config with a field called "method" (WeightOnly.method)
+        method = fields.pop("type") if "type" in fields else fields.pop("method", _DEFAULT_METHOD.get(kind))
+        allowed = sorted(registered_configs(kind))
+        if method is None:
+            raise ConfigError(f"missing key 'method'; one of: {', '.join(allowed) or '(none installed)'}")
+        if method not in allowed:
+            raise ConfigError(f"unknown method {method!r}; allowed for {kind}: "
+                              f"{', '.join(allowed) or '(none installed)'}.{close_matches(method, allowed)}")
+        extra = {k: fields.pop(k) for k in _VERB_KEYS.get(kind, ()) if k in fields}
+        if kind == "distill":
+            _check_distill(extra)
+        if "tolerance" in extra:
+            tol = extra["tolerance"]
+            if isinstance(tol, bool) or not isinstance(tol, int | float) or not (math.isfinite(tol) and 0 < tol < 1):
+                raise ConfigError(f"tolerance={tol!r} must be a relative quality loss in (0, 1), e.g. 0.01 for 1%")
+        return config_from_dict({"type": method, "data": fields}), extra
+
+    return parse
 
 
 def _check_distill(extra: dict[str, Any]) -> None:
@@ -81,8 +128,9 @@ def _check_distill(extra: dict[str, Any]) -> None:
 def _run_prune(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
     from .. import prune
 
-    r = prune(model, config, example_inputs=ctx.example_inputs, data=ctx.train, val=ctx.val)
-    return r.model, {"summary": r.summary, "record": r.record}  # summary holds the sensitivity analysis
+    kw = verb_kwargs(prune, {"train": "data"}, train=ctx.train, val=ctx.val)
+    r = prune(model, config, example_inputs=ctx.example_inputs, **kw)
+    return result_model(r), step_record("prune", r)  # summary holds the sensitivity analysis
 
 
 def _run_quantize(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
@@ -91,29 +139,28 @@ def _run_quantize(model: Any, config: Any, extra: dict[str, Any], ctx: StepConte
 
     if isinstance(config, QAT):
         return _run_qat(model, config, extra, ctx)
-    kw: dict[str, Any] = {"calibration": ctx.train, "data": ctx.val, "threads": ctx.threads}
+    kw = verb_kwargs(quantize, {"val": "data"}, calibration=ctx.train, val=ctx.val)
     if "tolerance" in extra:
         kw["tolerance"] = extra["tolerance"]
-    q = quantize(model, config, **kw)
-    return q.model, q.record
+    q = quantize(model, config, threads=ctx.threads, **kw)
+    return result_model(q), step_record("quantize", q)
 
 
 def _run_qat(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
     """QAT trains on the train split only; the validation split judges the result (never trains it)."""
     from .. import quantize
-    from ..measure import compare
+    from ..measure import higher_is_better, primary_metric, score
 
-    q = quantize(model, config, calibration=ctx.train, data=ctx.train, threads=ctx.threads)
-    c = compare({"before": model, "qat": q.model}, ctx.val, runs=1, warmup=0, cost=False, threads=None)
-    before, after = c["before"].quality, c["qat"].quality
+    q = quantize(model, config, threads=ctx.threads,
+                 **verb_kwargs(quantize, {"train": "data"}, calibration=ctx.train, train=ctx.train))
+    qat = result_model(q)
+    metric = primary_metric(ctx.val, qat)
+    before, after = score(model, ctx.val, metric), score(qat, ctx.val, metric)
     tol = extra.get("tolerance", 0.01)
-    higher = c["qat"].quality_metric not in ("mse", "rmse", "mae", "log_loss")
-    loss = (before - after if higher else after - before) / max(abs(before), 1e-12)
-    record = plain(q.record)
-    record["validation"] = {"metric": c["qat"].quality_metric, "before": before, "after": after,
-                            "relative_loss": loss, "tolerance": tol, "met_tolerance": bool(loss <= tol),
-                            "note": "trained on the train split; scored on the validation split"}
-    return q.model, record
+    loss = (before - after if higher_is_better(metric) else after - before) / max(abs(before), 1e-12)
+    validation = {"metric": metric, "before": before, "after": after, "relative_loss": loss, "tolerance": tol,
+                  "met_tolerance": bool(loss <= tol), "note": "trained on the train split; scored on the validation split"}
+    return qat, step_record("quantize", q, validation=validation)
 
 
 def _run_distill(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
@@ -122,67 +169,48 @@ def _run_distill(model: Any, config: Any, extra: dict[str, Any], ctx: StepContex
     # Default: the model so far (e.g. just pruned) learns from the original, unpruned model.
     spec = extra.get("student", "current")
     teacher_name = extra.get("teacher", "original")
-    if teacher_name not in ("original", "current"):
-        raise ConfigError(f"teacher={teacher_name!r} is not allowed; use 'original' or 'current'")
     teacher = ctx.original if teacher_name == "original" else model
-    if spec == "current":
-        student = copy.deepcopy(model)
-    elif isinstance(spec, dict) and "shrink" in spec:
-        student = zoo.shrink(model, **(spec["shrink"] or {}))
-    else:
-        raise ConfigError(f"student must be 'current' or {{shrink: {{layers: N | width: F}}}}, got {spec!r}")
+    student = copy.deepcopy(model) if spec == "current" else zoo.shrink(model, **(spec["shrink"] or {}))
     d = distill(teacher, student, config, train=ctx.train, val=ctx.val)
-    return d.model, {"teacher": teacher_name, "history": d.history}
+    return result_model(d), step_record("distill", d, teacher=teacher_name)
 
 
-def _run_combine(kind: str):
-    def run(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
-        from ._combine import run_combine
-
-        return run_combine(kind, model, config, extra, ctx)
-
-    return run
+def _parse_compile(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``ss.compile`` on the model so far; fields: threads, fallback."""
+    unknown = sorted(set(fields or {}) - {"threads", "fallback"})
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r}; allowed for compile: fallback, threads."
+                          f"{close_matches(unknown[0], ['fallback', 'threads'])}")
+    return dict(fields or {}), {}
 
 
 def _run_compile(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
     from ..compile import compile as compile_model
 
     fast = compile_model(model, **config)
-    return fast, {"record": fast.record, "python_members": fast.python_members}
+    return fast, step_record("compile", summary={"python_members": fast.python_members, **config},
+                             record=fast.record)
 
 
-STEP_RUNNERS: dict[str, Callable[..., tuple[Any, Any]]] = {
-    "prune": _run_prune,
-    "quantize": _run_quantize,
-    "distill": _run_distill,
-    "ensemble": _run_combine("ensemble"),
-    "cascade": _run_combine("cascade"),
-    "merge": _run_combine("merge"),
-    "compile": _run_compile,
-}
+# The step registry, in the order recipes list them in messages.
+register_step("prune", _parse_config_step("prune"), _run_prune)
+register_step("distill", _parse_config_step("distill"), _run_distill)
+register_step("quantize", _parse_config_step("quantize"), _run_quantize)
+register_step("ensemble", parse_ensemble, run_ensemble)
+register_step("cascade", parse_cascade, run_cascade)
+register_step("merge", parse_merge_step, run_merge)
+register_step("compile", _parse_compile, _run_compile)
+STEP_KINDS: tuple[str, ...] = tuple(STEPS)
 
 
-def run_step(kind: str, fields: dict[str, Any], model: Any, ctx: StepContext) -> tuple[Any, Any]:
+def parse_step(kind: str, fields: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Return (config, verb keyword arguments) for one step, or raise ConfigError naming the problem."""
+    if kind not in STEPS:
+        raise ConfigError(f"unknown step {kind!r}; allowed: {', '.join(STEPS)}.{close_matches(kind, STEPS)}")
+    return STEPS[kind].parse(fields or {})
+
+
+def run_step(kind: str, fields: dict[str, Any], model: Any, ctx: StepContext) -> tuple[Any, dict[str, Any]]:
+    """Parse and run one step on ``model``: (new model, its record)."""
     config, extra = parse_step(kind, fields)
-    return STEP_RUNNERS[kind](model, config, extra, ctx)
-
-
-def plain(obj: Any) -> Any:
-    """A JSON-able view of a step record (dataclasses, configs, numpy values, nested containers)."""
-    import numpy as np
-
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return plain(obj.to_dict())
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return plain(dataclasses.asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, str | int | float | bool) or obj is None:
-        return obj
-    return str(obj)
+    return STEPS[kind].run(model, config, extra, ctx)

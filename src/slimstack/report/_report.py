@@ -13,7 +13,8 @@ from .._utils import atomic_file
 from ..measure import format_bytes
 from ._svg import bars, line, scatter
 
-__all__ = ["build_report", "write_report", "render_html", "render_section", "pareto_front", "pick_best"]
+__all__ = ["build_report", "write_report", "render_html", "render_section", "pareto_front", "pick_best",
+           "record_actions"]
 
 _OBJECTIVE_FIELD = {"latency": "latency_ms", "size": "size_bytes", "throughput": "throughput"}
 
@@ -88,6 +89,25 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         with atomic_file(Path(out) / name) as fh:
             os.fchmod(fh.fileno(), 0o600)
             write(fh)
+
+
+def record_actions(record: Any) -> dict[str, int]:
+    """How many layers (trees, tensors, members) a step's record lists per action, e.g. {"pruned": 3}.
+
+    Every step record has one shape, ``{"verb", "summary", "records", ...}`` (``Result.to_dict()``), so
+    this reads prune, quantize, distill, merge, ensemble and cascade steps alike.
+    """
+    counts: dict[str, int] = {}
+    records = record.get("records") if isinstance(record, dict) else None
+    for r in records or []:
+        action = str(r.get("action", "?")) if isinstance(r, dict) else "?"
+        counts[action] = counts.get(action, 0) + 1
+    return counts
+
+
+def _actions_cell(record: Any) -> str:
+    counts = record_actions(record)
+    return ", ".join(f"{n} {a}" for a, n in counts.items()) or "-"
 
 
 def _find(obj: Any, key: str) -> list[Any]:
@@ -180,11 +200,13 @@ def render_section(report: dict[str, Any], level: int = 1) -> str:
              + "".join(trs) + "</tbody></table>")
     step_rows = "".join(
         f"<tr><td>{s['index']}</td><td>{html.escape(s['kind'])}</td><td>{html.escape(str(s.get('method') or ''))}</td>"
-        f"<td>{s.get('seconds', '')}</td><td><details><summary>record</summary><pre>"
+        f"<td>{s.get('seconds', '')}</td><td class=\"layers\">{html.escape(_actions_cell(s.get('record')))}</td>"
+        f"<td><details><summary>record</summary><pre>"
         f"{html.escape(json.dumps(s.get('record'), indent=1)[:20000])}</pre></details></td></tr>"
         for s in report.get("steps", [])
     )
-    steps = ('<table id="steps"><thead><tr><th>#</th><th>step</th><th>method</th><th>seconds</th><th>record</th></tr>'
+    steps = ('<table id="steps"><thead><tr><th>#</th><th>step</th><th>method</th><th>seconds</th><th>layers</th>'
+             '<th>record</th></tr>'
              f"</thead><tbody>{step_rows}</tbody></table>") if step_rows else "<p>No steps.</p>"
     plots = [
         scatter([(r["name"], r["latency_ms"], r.get("quality")) for r in rows], title="quality against latency",

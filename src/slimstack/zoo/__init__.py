@@ -1,6 +1,8 @@
 """Reference models: digits MLP/CNN/ResNet trained in seconds, and all-MiniLM-L6-v2 offline."""
 
+from ._batching import length_batches, pad_ids, token_ids
 from ._encoder import SentenceEncoder, load_hf_encoder, minilm, minilm_path
+from ._encoder_io import SentenceEncoderFormat  # the zoo registers its own save format with slimstack.io
 from ._models import (
     DigitsCNN,
     DigitsMLP,
@@ -24,7 +26,7 @@ def smollm2(*, cache: bool = True):
 
 
 __all__ = [
-    "DigitsCNN", "DigitsMLP", "DigitsResNet", "SentenceEncoder", "architectures", "build_architecture",
-    "digits_cnn", "digits_mlp", "digits_resnet", "load_hf_encoder", "minilm", "minilm_path",
-    "register_architecture", "shrink", "smollm2", "spread_layers", "train",
+    "DigitsCNN", "DigitsMLP", "DigitsResNet", "SentenceEncoder", "SentenceEncoderFormat", "architectures", "build_architecture",
+    "digits_cnn", "digits_mlp", "digits_resnet", "length_batches", "load_hf_encoder", "minilm", "minilm_path", "pad_ids",
+    "register_architecture", "shrink", "smollm2", "spread_layers", "token_ids", "train",
 ]

@@ -1,43 +1,22 @@
 """Small reference models that train in seconds on 2 cores.
 
 Each model records the keyword arguments that built it (:meth:`get_config`), and is registered
-by name, so ``ss.save``/``ss.load`` rebuild it from JSON with no pickle.
+by name in the io architecture registry (:func:`slimstack.io.register_architecture`, re-exported
+here), so ``ss.save``/``ss.load`` rebuild it from JSON with no pickle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import unknown_name
+from ..io import architectures, build_architecture, register_architecture
 
 __all__ = ["DigitsMLP", "DigitsCNN", "DigitsResNet", "register_architecture", "build_architecture",
            "architectures", "digits_mlp", "digits_cnn", "digits_resnet"]
-
-_ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_architecture(cls):
-    """Class decorator: let ``ss.load`` rebuild ``cls`` from ``cls(**module.get_config())``.
-
-    Register your own ``nn.Module`` subclasses the same way to save and load them without pickle.
-    """
-    _ARCHITECTURES[cls.__name__] = cls
-    return cls
-
-
-def architectures() -> list[str]:
-    return sorted(_ARCHITECTURES)
-
-
-def build_architecture(name: str, kwargs: dict[str, Any]) -> nn.Module:
-    if name not in _ARCHITECTURES:
-        raise unknown_name("architecture", name, _ARCHITECTURES,
-                           fix="Register your module class with ss.zoo.register_architecture before ss.load.")
-    return _ARCHITECTURES[name](**kwargs)
 
 
 class _Configurable(nn.Module):

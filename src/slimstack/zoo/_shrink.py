@@ -49,8 +49,8 @@ def shrink(model: nn.Module, *, layers: int | Sequence[int] | None = None,
     """
     from ..llm import CausalLM
 
-    if isinstance(model, CausalLM):  # drop decoder layers (slimstack.llm._shrink)
-        from ..llm._shrink import shrink_lm
+    if isinstance(model, CausalLM):  # drop decoder layers (slimstack.llm.shrink_lm)
+        from ..llm import shrink_lm
 
         _only(layers, width, "layers", type(model).__name__)
         return shrink_lm(model, layers)
