@@ -241,7 +241,8 @@ def test_a_handler_exists_and_applies_to_its_model(name, env):
     handlers = regs[cfg.kind].handlers_for(cfg)
     assert handlers, f"no handler for {name}"
     inputs = CASES[name].inputs(env)
-    model = inputs.get("model", inputs.get("models", [None])[0] if "models" in inputs else inputs.get("student"))
+    # merge handlers take the list of models they merge; the others one model (or a student)
+    model = inputs["models"] if "models" in inputs else inputs.get("model", inputs.get("student"))
     handler = regs[cfg.kind].dispatch(cfg, model)
     assert handler in handlers
 

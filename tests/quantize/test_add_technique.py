@@ -137,7 +137,10 @@ def test_new_technique_round_trips_validates_and_runs_as_a_recipe_step(Float16We
     data = _data()
     ctx = StepContext(original=_mlp(), train=data, val=data, test=data, example_inputs=torch.zeros(1, 6))
     model, record = run_step("quantize", {"method": "Float16Weights", "min_features": 4, "skip": ["2"]}, _mlp(), ctx)
-    assert record.quantized == ["0"] and record.kept_float == {"2": "listed in config.skip"}
+    # every recipe step records the one Result shape: {"verb", "summary", "records", ...}
+    assert record["verb"] == "quantize"
+    actions = {r["layer"]: (r["action"], r.get("reason", "")) for r in record["records"]}
+    assert actions["0"][0] == "quantized" and actions["2"] == ("float", "listed in config.skip")
     assert torch.equal(model[0].weight, model[0].weight.half().float())
 
 

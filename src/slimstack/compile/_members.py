@@ -325,7 +325,7 @@ def _is_torch(est) -> bool:
 def _torch(g, est, x: str) -> str:
     import torch
 
-    from ..ensemble._members import module_to_onnx_bytes
+    from ..ensemble import module_to_onnx_bytes
 
     shape = tuple(est.input_shape) if est.input_shape is not None else (g.n_features,)
     example = torch.zeros((1, *shape), dtype=torch.float32)

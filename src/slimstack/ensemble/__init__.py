@@ -9,7 +9,7 @@ too: :class:`Cascade` (cheap stages answer confident inputs, expensive ones the 
 
 from ._cascade import Cascade
 from ._hierarchy import HierarchicalClassifier
-from ._members import Frozen, OnnxClassifier, OnnxRegressor, TorchClassifier, TorchRegressor
+from ._members import Frozen, OnnxClassifier, OnnxRegressor, TorchClassifier, TorchRegressor, module_to_onnx_bytes
 from ._oof import OOFCache
 from ._selection import EnsembleSelection
 from ._stacking import LeakageWarning, StackingEnsemble, StackingEnsembleRegressor

@@ -55,6 +55,6 @@ class LlamaCppFormat:
         record = slimstack_record(path)
         if record is not None:
             return LlamaCppLM(path, record=record)
-        from ....llm._io import GGUFFormat  # any other GGUF: what transformers reads, as a float CausalLM
+        from ....llm import GGUFFormat  # any other GGUF: what transformers reads, as a float CausalLM
 
         return GGUFFormat.load_file(path, trusted)

@@ -80,7 +80,7 @@ class OrtSentenceEncoder(OrtModel):
         return {"dim": self.dim, "max_length": self.max_length}
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        from ....zoo._batching import pad_ids, token_ids
+        from ....zoo import pad_ids, token_ids
 
         return pad_ids(token_ids(self.tokenizer, texts, self.max_length), self.tokenizer)
 
@@ -95,7 +95,7 @@ class OrtSentenceEncoder(OrtModel):
 
     def encode(self, texts: list[str] | str, batch_size: int = 128) -> np.ndarray:
         """Embed ``texts`` in batches of ``batch_size`` sorted by token count; float32 (n, dim), caller's order."""
-        from ....zoo._batching import length_batches
+        from ....zoo import length_batches
 
         if isinstance(texts, str):
             texts = [texts]

@@ -16,7 +16,7 @@ from torch import nn
 
 from ....errors import ModelFileError
 from ....io import register_format
-from ....io._torch import WEIGHTS, build_from_spec, load_state, module_spec, save_state
+from ....io import WEIGHTS, build_from_spec, load_state, module_spec, save_state
 from ....measure import EncoderAdapter, TorchAdapter, register_adapter
 from ._convert import set_module
 from ._kernels import register_int8_gemm_macs
