@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._config import Config
+from .._config import Config, Request, _FunctionHandler
 from .._utils import any_grad_mode, keeps_global_rng
 from ..errors import ConfigError
 from ._common import check_ignore, copy_model, count_params, is_encoder
@@ -19,7 +19,8 @@ __all__ = ["prune"]
 
 @keeps_global_rng
 @any_grad_mode
-def prune(model: Any, config: Config, *, example_inputs: Any = None, data: Any = None, val: Any = None) -> PruneResult:
+def prune(model: Any, config: Config, *, example_inputs: Any = None, data: Any = None, val: Any = None,
+          calibration: Any = None) -> PruneResult:
     """Prune ``model`` as ``config`` says and return a new model with a per-layer record.
 
     The input model is never modified. Unstructured and N:M results hold real zeros and save
@@ -37,6 +38,9 @@ def prune(model: Any, config: Config, *, example_inputs: Any = None, data: Any =
         that picks ``ccp_alpha``.
     val : Dataset, optional
         Validation data for sensitivity analysis (``tolerance``); defaults to ``data``.
+    calibration : texts, task-"lm" Dataset or token-id windows, optional
+        Unlabelled text for causal-LM pruning (``WandaPruning``, ``LayerDrop``, ``WidthPruning``):
+        one forward pass measures what to cut.
 
     Examples
     --------
@@ -50,8 +54,15 @@ def prune(model: Any, config: Config, *, example_inputs: Any = None, data: Any =
     if not isinstance(config, Config):
         raise ConfigError(f"ss.prune takes a pruning config as its second argument, got {type(config).__name__}; "
                           "e.g. ss.prune(model, ss.StructuredPruning(ratio=0.5))")
-    handler = HANDLERS.lookup(config)
-    return handler(model, config, example_inputs=example_inputs, data=data, val=val)
+    for h in HANDLERS.handlers_for(config):  # model-specific handlers first (causal LMs), then the general ones
+        if not isinstance(h, _FunctionHandler) and h.applies_to(model) is None:
+            request = Request(train=data, val=val, calibration=calibration, example_inputs=example_inputs,
+                              seed=getattr(config, "seed", 0))
+            return h.run(model, config, request)
+    general = [h for h in HANDLERS.handlers_for(config) if isinstance(h, _FunctionHandler)]
+    if not general:
+        HANDLERS.dispatch(config, model)  # raises ModelError with every handler's reason
+    return general[0].fn(model, config, example_inputs=example_inputs, data=data, val=val)
 
 
 @HANDLERS.register(StructuredPruning)
