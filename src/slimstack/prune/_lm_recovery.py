@@ -46,5 +46,5 @@ def recover_lm(student: Any, teacher: Any, windows: list[torch.Tensor], config: 
     finally:
         student.model.eval()
     k = max(1, len(losses) // 10)
-    return {"recovery": config.recovery, "steps": len(losses), "loss_first": round(sum(losses[:k]) / k, 4),
-            "loss_last": round(sum(losses[-k:]) / k, 4)}
+    return {"recovery": config.recovery, "steps": len(losses), "loss_first": float(f"{sum(losses[:k]) / k:.6g}"),
+            "loss_last": float(f"{sum(losses[-k:]) / k:.6g}")}
