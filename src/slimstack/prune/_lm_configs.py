@@ -18,7 +18,7 @@ __all__ = ["LayerDrop", "WandaPruning", "WidthPruning", "LMRecovery"]
 LM_RECOVERY = ("none", "lm", "distill")
 
 
-def _fraction(field: str, value: Any, example: str, upper_open: bool = True) -> None:
+def _fraction(field: str, value: Any, example: str) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= float(value) < 1.0
     if not ok:
         raise ConfigError(f"{field}={value!r} must be a number in [0, 1) (the fraction removed; 1 would remove "
