@@ -18,7 +18,8 @@ def table(payload: dict) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['size_bytes'] / 1e6:.1f} | {r['size_bytes'] / dense['size_bytes']:.2f}x | "
-                     f"{r['nonzero_params'] / 1e6:.1f} | {_f(r.get('perplexity'), '.2f')} | {_f(r.get('kld'), '.4f')} | "
+                     f"{r['nonzero_params'] / 1e6:.1f} | {_f(r.get('perplexity'), '.2f')} | "
+                     f"{_f(r.get('kld'), '.4f')} | "
                      f"{_f(100 * r['top1_agreement'], '.1f')} % |")
     lines.append(f"\n- data: {payload.get('data')}")
     lines.append(f"- model: {payload.get('model')}")

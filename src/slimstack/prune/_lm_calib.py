@@ -22,8 +22,9 @@ def as_causal_lm(model: Any) -> Any:
 
     if isinstance(model, CausalLM):
         return model
-    if isinstance(model, nn.Module) and hasattr(model, "config") and hasattr(model, "get_output_embeddings") \
-            and model.get_output_embeddings() is not None:
+    from ..llm._io import _causal_lm_classes
+
+    if isinstance(model, nn.Module) and hasattr(model, "config") and type(model).__name__ in _causal_lm_classes():
         return CausalLM(model, None, name=type(model).__name__)
     raise ModelError(f"this pruning config is for causal language models (ss.zoo.smollm2(), a CausalLM or a "
                      f"transformers *ForCausalLM), got {type(model).__module__}.{type(model).__name__}; "

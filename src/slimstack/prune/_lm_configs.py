@@ -76,8 +76,9 @@ class WandaPruning(LMRecovery):
 
     Examples
     --------
-    >>> r = ss.prune(lm, ss.WandaPruning(sparsity=0.5), calibration=ss.datasets.load("pytorch_readme"))  # doctest: +SKIP
-    >>> r = ss.prune(lm, ss.WandaPruning(nm=(2, 4)), calibration=texts)                                  # doctest: +SKIP
+    >>> calib = ss.datasets.load("pytorch_readme", split="train")            # doctest: +SKIP
+    >>> r = ss.prune(lm, ss.WandaPruning(sparsity=0.5), calibration=calib)   # doctest: +SKIP
+    >>> r = ss.prune(lm, ss.WandaPruning(nm=(2, 4)), calibration=calib)      # doctest: +SKIP
     """
 
     sparsity: float = 0.5
@@ -94,7 +95,8 @@ class WandaPruning(LMRecovery):
         nm = tuple(self.nm) if isinstance(self.nm, list | tuple) else None
         if nm is None or len(nm) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in nm) \
                 or not 0 < nm[0] < nm[1]:
-            raise ConfigError(f"nm={self.nm!r} must be (n, m) with 0 < n < m (keep n of every m inputs), e.g. nm=(2, 4)")
+            raise ConfigError(f"nm={self.nm!r} must be (n, m) with 0 < n < m (keep n of every m inputs), "
+                              "e.g. nm=(2, 4)")
         object.__setattr__(self, "nm", nm)
 
 

@@ -122,7 +122,8 @@ def prune_width(model: Any, config: WidthPruning, calibration: Any) -> PruneResu
                 records.append(LayerRecord(f"{name}.mlp", "pruned", "neurons", inter, keep_ffn,
                                            "lowest ||activation|| * ||down_proj column|| on the calibration text"))
             if (new_kv, new_rep) != (kv, rep):
-                records.append(_cut_heads(b.self_attn, norms[f"{i}.o"], kv, rep, d, new_kv, new_rep, f"{name}.self_attn"))
+                records.append(_cut_heads(b.self_attn, norms[f"{i}.o"], kv, rep, d, new_kv, new_rep,
+                                          f"{name}.self_attn"))
     cfg.intermediate_size = keep_ffn
     cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim = new_kv * new_rep, new_kv, d
     pruned.name = f"{lm.name} (width-pruned)"
