@@ -75,6 +75,9 @@ def main(argv=None) -> int:
     windows = token_windows(test, dense, window=WINDOW, max_windows=4 if args.quick else 16)
     ref_lps = [dense.logprobs(w, max_tokens=len(w))[1] for w in windows]
     n_calib = 16 if args.quick else 64
+    meta = {"model": "SmolLM2-135M-Instruct (ss.zoo.smollm2(), float32)", "baseline": "dense",
+            "data": f"pytorch_readme: calibration {n_calib} x {WINDOW} tokens of split 'train', scored on "
+                    f"{len(windows)} x {WINDOW}-token windows of split 'test'"}
     rows = []
     for name, cfg in variants(args.recovery_steps).items():
         t0 = time.perf_counter()
@@ -94,11 +97,10 @@ def main(argv=None) -> int:
             if key in summary:
                 row[key] = summary[key]
         rows.append(row)
+        write("llm_prune", args, rows, complete=False, **meta)  # a partial run still leaves its rows
         print(f"{name:32s} ppl {row['perplexity']:8.2f}  kld {row['kld']:.4f}  top1 {row['top1_agreement']:.3f}  "
               f"size {row['size_bytes'] / 1e6:7.1f} MB  ({prune_s:.0f} s)", flush=True)
-    write("llm_prune", args, rows, model="SmolLM2-135M-Instruct (ss.zoo.smollm2(), float32)",
-          data=f"pytorch_readme: calibration {n_calib} x {WINDOW} tokens of split 'train', scored on "
-               f"{len(windows)} x {WINDOW}-token windows of split 'test'", baseline="dense")
+    write("llm_prune", args, rows, complete=True, **meta)
     return 0
 
 
