@@ -29,7 +29,8 @@ from .errors import (
 # compress
 from . import distill, merge, prune, quantize  # each package is callable as its verb (see _verbs.py)
 from .distill import DistillConfig, DistillResult
-from .prune import MagnitudePruning, NMPruning, PruneResult, StructuredPruning, TreePruning
+from .prune import (LayerDrop, MagnitudePruning, NMPruning, PruneResult, StructuredPruning, TreePruning, WandaPruning,
+                    WidthPruning)
 from .quantize import QAT, DynamicInt8, QuantResult, StaticInt8, WeightOnly
 
 # combine
@@ -120,6 +121,9 @@ __all__ = [
     "NMPruning",
     "StructuredPruning",
     "TreePruning",
+    "WandaPruning",
+    "LayerDrop",
+    "WidthPruning",
     "PruneResult",
     # compress: quantization
     "quantize",

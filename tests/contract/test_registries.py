@@ -37,6 +37,7 @@ class Env:
     mlp_tuned: list[torch.nn.Module]
     cnn: torch.nn.Module
     forest: Any
+    lm: Any = None  # a tiny random Llama-family CausalLM (tests/llm/conftest.py), for the LM techniques
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,12 @@ def env() -> Env:
     from sklearn.ensemble import RandomForestClassifier
 
     forest = RandomForestClassifier(n_estimators=4, max_depth=8, random_state=0).fit(train.flat().X, train.y)
-    return Env(train, val, test, mlp, tuned, cnn, forest)
+    from slimstack.llm import CausalLM
+
+    from ..llm.conftest import make_hf_model
+
+    hf, tok = make_hf_model("llama", seed=0)
+    return Env(train, val, test, mlp, tuned, cnn, forest, CausalLM(hf, tok, name="tiny-llama"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Case:
     inputs: Callable[[Env], dict[str, Any]]  # {"model": ...} or distill's {"teacher", "student"} or merge's {"models"}
     data: Callable[[Env], dict[str, Any]] = lambda e: {}  # by meaning: train=, val=, calibration=, example_inputs=
     flat: bool = False  # the model takes (n, 64) rows (scikit-learn)
+    lm: bool = False  # a causal LM: outputs are next-token log-probabilities of a fixed text
     recipe: dict[str, Any] = dataclasses.field(default_factory=dict)  # extra recipe-step keys (merge: models/base)
 
 
@@ -72,7 +79,25 @@ def _mlp(e: Env) -> dict[str, Any]:
 _SOUP = {"models": {"a": "current", "b": "original"}}
 _BASED = {"models": {"a": "current", "b": "current"}, "base": "original"}
 
+_LM_TEXT = ("The quick brown fox jumps over the lazy dog. A language model predicts the next token. "
+            "Small models run fast on a CPU, and quantized ones run faster still. ") * 2
+
+
+def _lm(e: Env) -> dict[str, Any]:
+    return {"model": e.lm}
+
+
+def _lm_calib(e: Env) -> dict[str, Any]:
+    return {"calibration": [_LM_TEXT] * 4}
+
+
 CASES: dict[str, Case] = {
+    "WandaPruning": Case(lambda: ss.WandaPruning(sparsity=0.5, calibration_windows=4, calibration_tokens=32), _lm,
+                         _lm_calib, lm=True),
+    "LayerDrop": Case(lambda: ss.LayerDrop(layers=1, calibration_windows=4, calibration_tokens=32), _lm, _lm_calib,
+                      lm=True),
+    "WidthPruning": Case(lambda: ss.WidthPruning(ffn_ratio=0.25, calibration_windows=4, calibration_tokens=32), _lm,
+                         _lm_calib, lm=True),
     "MagnitudePruning": Case(lambda: ss.MagnitudePruning(sparsity=0.5), _mlp),
     "NMPruning": Case(lambda: ss.NMPruning(n=2, m=4), _mlp),
     "StructuredPruning": Case(lambda: ss.StructuredPruning(ratio=0.5), lambda e: {"model": e.cnn},
@@ -142,7 +167,9 @@ def records_of(result: Any) -> list[Any]:
     return list((getattr(result, "merge_record_", None) or {}).items())  # merged model
 
 
-def outputs(model: Any, env: Env, flat: bool) -> np.ndarray:
+def outputs(model: Any, env: Env, flat: bool, lm: bool = False) -> np.ndarray:
+    if lm:
+        return np.asarray(model.logprobs(_LM_TEXT, max_tokens=32)[1])
     if flat:
         return np.asarray(model.predict(env.test.flat().X))
     model_was = [m.training for m in model.modules()] if hasattr(model, "modules") else None
@@ -261,7 +288,7 @@ def test_output_keeps_the_interface(name, env):
     reference = inputs.get("model", inputs.get("teacher", (inputs.get("models") or [None])[0]))
     new = model_of(r["first"])
     assert new is not reference
-    got, want = outputs(new, env, case.flat), outputs(reference, env, case.flat)
+    got, want = outputs(new, env, case.flat, case.lm), outputs(reference, env, case.flat, case.lm)
     assert got.shape == want.shape and np.isfinite(got.astype(float)).all()
     if case.flat:
         assert set(np.unique(got)) <= set(reference.classes_)
@@ -270,7 +297,8 @@ def test_output_keeps_the_interface(name, env):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_deterministic_under_a_seed(name, env):
     case, r = CASES[name], runs(name, env)
-    a, b = outputs(model_of(r["first"]), env, case.flat), outputs(model_of(r["second"]), env, case.flat)
+    a, b = (outputs(model_of(r["first"]), env, case.flat, case.lm),
+            outputs(model_of(r["second"]), env, case.flat, case.lm))
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 

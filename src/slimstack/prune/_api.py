@@ -36,8 +36,10 @@ def prune(model: Any, config: Config, *, example_inputs: Any = None, data: Any =
     val : Dataset, optional
         Validation data for sensitivity analysis (``tolerance``) and for ``TreePruning``'s choice of
         ``ccp_alpha``; defaults to ``train``.
-    calibration : Dataset, optional
-        Unlabelled rows to take example inputs from.
+    calibration : Dataset, texts or token-id windows, optional
+        Unlabelled rows to take example inputs from; for causal LMs (``WandaPruning``, ``LayerDrop``,
+        ``WidthPruning``, and the LM handlers of the other configs) the text one forward pass reads
+        to measure what to cut.
 
     Examples
     --------
