@@ -177,24 +177,25 @@ def main(argv=None) -> int:
     for name, path in anchors(folder, ["F32", "Q8_0", "Q4_K_M", "Q4_0"]).items():
         variants[f"llama.cpp {name}"] = {"runner": CppRunner(LlamaCppLM(path, n_threads=args.threads)),
                                          "kind": "anchor", "path": path}
-    windows_cal = 32 if args.quick else 256
+    windows_cal = 128 if args.quick else 256
     base = dict(group_size=32, backend="llamacpp", calibration_size=windows_cal)
     n_q = sum(p.numel() for n, p in ref.hf.named_parameters() if p.ndim == 2)
-    overhead = 0.35e6  # norms, metadata, tokenizer (measured from the F32 file minus its weights)
+    # norms, metadata, tokenizer: the F32 anchor's bytes beyond its 2-D weights, plus 64 kB for slimstack's
+    # record (JSON of every tensor's format) and the 32-byte alignment of each tensor
+    overhead = variants["llama.cpp F32"]["path"].stat().st_size - 4 * n_q + 64e3
 
     def budget(mb: float) -> float:
-        return round((mb * 1e6 - overhead) * 8 / n_q - 0.005, 3)
+        return float(np.floor((mb * 1e6 - overhead) * 8 / n_q * 1000) / 1000)
 
     configs = {
         "slimstack Q8_0 GPTQ": ss.WeightOnly(bits=8, **base),
         "slimstack Q4_0 RTN": ss.WeightOnly(bits=4, method="rtn", **base),
         "slimstack Q4_0 GPTQ": ss.WeightOnly(bits=4, **base),
-        "slimstack 4-bit mix <=105 MB": ss.WeightOnly(bits=4, bits_per_weight=budget(104.5), **base),
-        "slimstack 4-bit mix <=92 MB": ss.WeightOnly(bits=4, bits_per_weight=budget(91.5), **base),
+        "slimstack 4-bit mix <=105 MB": ss.WeightOnly(bits=4, bits_per_weight=budget(105.0), **base),
+        "slimstack 4-bit mix <=92 MB": ss.WeightOnly(bits=4, bits_per_weight=budget(92.0), **base),
     }
-    if args.quick:  # the same ratios on fewer variants: the RTN baseline and the 92 MB mix need the full run
+    if args.quick:  # fewer variants: the RTN baseline needs the full run
         configs.pop("slimstack Q4_0 RTN")
-        configs.pop("slimstack 4-bit mix <=92 MB")
     records = {}
     for name, cfg in configs.items():
         t = time.time()
@@ -203,9 +204,19 @@ def main(argv=None) -> int:
         r.model.n_threads = args.threads
         records[name] = {"notes": r.record.notes, "backend": r.record.backend,
                          "formats": {f: sum(1 for x in r.record.layers if x.get("format") == f)
-                                     for f in ("Q4_0", "Q5_0", "Q8_0")}, "quantize_s": round(time.time() - t, 1)}
+                                     for f in ("Q4_0", "Q5_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K")},
+                         "embedding": next((x["format"] for x in r.record.layers if "embed" in x["name"]), None),
+                         "bits_per_weight": cfg.bits_per_weight, "quantize_s": round(time.time() - t, 1)}
         variants[name] = {"runner": CppRunner(r.model), "kind": "slimstack", "path": r.model.path}
         print(f"{name}: {time.time() - t:.0f}s {records[name]['formats']}", flush=True)
+    for name, v in variants.items():  # what llama.cpp's own quantizer wrote, tensor types counted
+        if v["kind"] == "anchor":
+            import gguf
+
+            types: dict[str, int] = {}
+            for t in gguf.GGUFReader(str(v["path"])).tensors:
+                types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+            records[name] = {"tensor_types": types}
     rows = []
     for name, v in variants.items():
         row = {"name": name, "kind": v["kind"], **score(v["runner"], windows, refs)}

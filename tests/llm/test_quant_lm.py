@@ -68,7 +68,7 @@ def test_quant_gptq_lowers_layer_output_error_vs_round_to_nearest(fmt, group):
     w = torch.randn(48, 192, generator=g)
     h = x.T @ x
     grid = GRIDS[fmt]
-    q, d, m = gptq(w, h, grid, group)
+    q, d, m, _ = gptq(w, h, grid, group)
     qr, dr, mr = grid.round(w, group)
     e_gptq = output_error(w, grid.dequantize(q, d, m), h, len(x))
     e_rtn = output_error(w, grid.dequantize(qr, dr, mr), h, len(x))

@@ -22,7 +22,7 @@ def as_causal_lm(model: Any) -> Any:
 
     if isinstance(model, CausalLM):
         return model
-    from ..llm._io import _causal_lm_classes
+    from ..llm import causal_lm_classes as _causal_lm_classes
 
     if isinstance(model, nn.Module) and hasattr(model, "config") and type(model).__name__ in _causal_lm_classes():
         return CausalLM(model, None, name=type(model).__name__)
@@ -110,7 +110,7 @@ def _hidden(x: Any) -> torch.Tensor:
 
 def block_importance(lm: Any, windows: list[torch.Tensor], importance: str) -> list[float]:
     """Importance of every decoder block: ``1 - cos(in, out)`` (ShortGPT) or the KLD when it alone is skipped."""
-    from ..llm._shrink import decoder_layers
+    from ..llm import decoder_layers
 
     _, blocks = decoder_layers(lm.model)
     if importance == "cosine":

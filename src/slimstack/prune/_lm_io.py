@@ -52,7 +52,7 @@ class SparseCausalLMFormat:
     def save(obj: Any, directory: Path) -> dict[str, Any]:
         from safetensors.torch import save_file
 
-        from ..llm._zoo import _quiet_transformers
+        from ..llm import quiet_transformers as _quiet_transformers
 
         _quiet_transformers()
         marker = sparsity_marker(obj)
@@ -73,7 +73,7 @@ class SparseCausalLMFormat:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         from ..llm import CausalLM
-        from ..llm._zoo import _quiet_transformers
+        from ..llm import quiet_transformers as _quiet_transformers
 
         _quiet_transformers()
         folder = directory / spec.get("model", "model")

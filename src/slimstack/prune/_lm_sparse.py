@@ -53,7 +53,7 @@ def row_masks(score: torch.Tensor, sparsity: float) -> torch.Tensor:
 
 
 def _decoder_prefix(model: torch.nn.Module) -> str:
-    from ..llm._shrink import decoder_layers
+    from ..llm import decoder_layers
 
     return decoder_layers(model)[0] + "."
 

@@ -32,7 +32,7 @@ def _result_model(model: Any, lm: Any, pruned: Any) -> Any:
 
 
 def drop_layers(model: Any, config: LayerDrop, calibration: Any) -> PruneResult:
-    from ..llm._shrink import decoder_layers, shrink_lm
+    from ..llm import decoder_layers, shrink_lm
 
     lm = as_causal_lm(model)
     path, blocks = decoder_layers(lm.model)
@@ -84,7 +84,7 @@ def _llama_like(blocks: nn.ModuleList) -> bool:
 
 
 def prune_width(model: Any, config: WidthPruning, calibration: Any) -> PruneResult:
-    from ..llm._shrink import decoder_layers
+    from ..llm import decoder_layers
 
     lm = as_causal_lm(model)
     pruned = copy.deepcopy(lm)

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _search
 from ._grids import Grid
+from ._kquants import QK_K, KGrid
 
 __all__ = ["collect_hessians", "gptq", "output_error", "linear_names"]
 
@@ -86,9 +88,12 @@ def _inverse_chol(h: torch.Tensor, damp: float) -> tuple[torch.Tensor, torch.Ten
     raise RuntimeError("GPTQ: the calibration Hessian is not positive definite even after damping")
 
 
-def _fit(grid: Grid, g: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def _fit(grid: Grid, g: np.ndarray, imp: np.ndarray | None = None,
+         search: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """numpy twin of :meth:`Grid.fit` for one group (rows, size): the GPTQ inner loop runs in numpy,
     whose per-call overhead on these small vectors is a fraction of torch's."""
+    if search and not grid.affine and grid.qmin != -grid.qmax:
+        return _search.symmetric(g, imp, grid.qmin, grid.qmax).astype(np.float16).astype(np.float32), None
     if grid.affine:
         lo, hi = g.min(1), g.max(1)
         return ((hi - lo) / grid.qmax).astype(np.float16).astype(np.float32), lo.astype(np.float16).astype(np.float32)
@@ -100,20 +105,37 @@ def _fit(grid: Grid, g: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 @torch.no_grad()
-def gptq(w: torch.Tensor, h: torch.Tensor, grid: Grid, group: int, damp: float = 0.01,
-         clip: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Round ``w`` (rows, cols) onto ``grid`` in groups of ``group`` inputs with GPTQ; returns (q, d, m)."""
+def gptq(w: torch.Tensor, h: torch.Tensor, grid: Grid | KGrid, group: int, damp: float = 0.01,
+         clip: float = 1.0, search: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict | None]:
+    """Round ``w`` (rows, cols) onto ``grid`` with GPTQ; returns (q, d, m, extra).
+
+    Legacy grids take one scale per ``group`` inputs, fitted when the group is reached (``search``:
+    the scale of least error weighted by the Hessian's diagonal, llama.cpp's imatrix objective).
+    K-quant grids fix the super-block scales when a super-block (256 inputs) is reached and fit each
+    sub-block's integer scale (and minimum) from the error-updated weights when it starts; ``extra``
+    holds those integers for packing (None for legacy grids).
+    """
     hinv_t, dead = _inverse_chol(h, damp)
+    imp = torch.diag(h).float().numpy().copy() if search else None
     w = w.detach().float().clone()
     w[:, dead] = 0
     w, hinv = w.numpy(), hinv_t.numpy()
     rows, cols = w.shape
-    block = group * max(1, 128 // group)
+    kq = isinstance(grid, KGrid)
+    sub = grid.sub if kq else group
+    block = QK_K if kq else group * max(1, 128 // group)
+    if kq and cols % QK_K:
+        raise ValueError(f"{grid.name} needs inputs in multiples of {QK_K}; got {cols}")
     q = np.zeros_like(w)
-    ds = np.zeros((rows, cols // group), np.float32)
-    ms = np.zeros((rows, cols // group), np.float32) if grid.affine else None
+    ds = np.zeros((rows, cols // sub), np.float32)
+    ms = np.zeros((rows, cols // sub), np.float32) if grid.affine else None
+    ex = None
+    if kq:
+        ex = {"D": np.zeros((rows, cols // QK_K), np.float32), "sc": np.zeros((rows, cols // sub), np.int32)}
+        if grid.affine:
+            ex["Dmin"], ex["mi"] = np.zeros((rows, cols // QK_K), np.float32), np.zeros((rows, cols // sub), np.int32)
     lo_q, hi_q = float(grid.qmin), float(grid.qmax)
-    d = m = None
+    d = m = big = bigmin = None
     for i1 in range(0, cols, block):
         i2 = min(i1 + block, cols)
         w1 = w[:, i1:i2].copy()
@@ -121,11 +143,23 @@ def gptq(w: torch.Tensor, h: torch.Tensor, grid: Grid, group: int, damp: float =
         hb = hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
             c = i1 + i
-            if c % group == 0:
-                d, m = _fit(grid, w1[:, i:i + group] * clip)
-                ds[:, c // group] = d
+            if kq and c % QK_K == 0:  # block == QK_K: w1 holds the super-block with every earlier update applied
+                big, bigmin = grid.super_fit(w1[:, i:i + QK_K], None if imp is None else imp[c:c + QK_K])
+                ex["D"][:, c // QK_K] = big
+                if grid.affine:
+                    ex["Dmin"][:, c // QK_K] = bigmin
+            if c % sub == 0:
+                gi = None if imp is None else imp[c:c + sub]
+                if kq:
+                    sc, mi, d, m = grid.sub_fit(w1[:, i:i + sub], gi, big, bigmin)
+                    ex["sc"][:, c // sub] = sc
+                    if grid.affine:
+                        ex["mi"][:, c // sub] = mi
+                else:
+                    d, m = _fit(grid, w1[:, i:i + group] * clip, gi, search)
+                ds[:, c // sub] = d
                 if ms is not None:
-                    ms[:, c // group] = m
+                    ms[:, c // sub] = m
                 safe = np.where(d == 0, 1.0, d).astype(np.float32)
                 zero = d == 0
             col = w1[:, i]
@@ -137,7 +171,7 @@ def gptq(w: torch.Tensor, h: torch.Tensor, grid: Grid, group: int, damp: float =
             w1[:, i:] -= np.outer(e, hb[i, i:])
             err[:, i] = e
         w[:, i2:] -= err @ hinv[i1:i2, i2:]
-    return torch.from_numpy(q), torch.from_numpy(ds), None if ms is None else torch.from_numpy(ms)
+    return torch.from_numpy(q), torch.from_numpy(ds), None if ms is None else torch.from_numpy(ms), ex
 
 
 def output_error(w: torch.Tensor, wq: torch.Tensor, h: torch.Tensor, n: int) -> float:

@@ -10,6 +10,10 @@ Layouts (per block of 32 weights; ggml's ``block_q4_0`` etc.):
 ``Q4_0`` [d f16][16 bytes: low nibble = weight j, high nibble = weight j+16], w = d*(q-8);
 ``Q4_1`` [d f16][m f16][16 bytes], w = d*q + m; ``Q5_0`` [d f16][qh u32][16 bytes], w = d*(q-16);
 ``Q5_1`` [d f16][m f16][qh u32][16 bytes], w = d*q + m; ``Q8_0`` [d f16][32 x int8], w = d*q.
+
+The symmetric 4/5-bit scales come from the importance-weighted search of :mod:`._search` (``search=True``)
+or the plain rule (the value of largest magnitude lands on the end code, as ggml's reference quantizer).
+``FORMATS`` adds the K-quants of :mod:`._kquants` (super-blocks of 256) to these legacy grids.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import dataclasses
 import numpy as np
 import torch
 
-__all__ = ["Grid", "GRIDS", "BLOCK", "pack"]
+from . import _search
+from ._kquants import K_GRIDS
+
+__all__ = ["Grid", "GRIDS", "FORMATS", "BLOCK", "pack"]
 
 BLOCK = 32  # every legacy llama.cpp block type quantizes 32 consecutive inputs with one scale
 
@@ -34,8 +41,13 @@ class Grid:
     affine: bool  # True: w = d*q + m (q in [0, qmax]); False: w = d*q (q in [qmin, qmax])
     bpw: float
 
-    def fit(self, w: torch.Tensor, clip: float | torch.Tensor = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Scale (and minimum) per group; ``w`` is (rows, groups, group_size); ``clip`` shrinks the range."""
+    def fit(self, w: torch.Tensor, clip: float | torch.Tensor = 1.0, imp: np.ndarray | None = None,
+            search: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scale (and minimum) per group; ``w`` is (rows, groups, group_size); ``clip`` shrinks the range;
+        ``search`` picks symmetric 4/5-bit scales by the weighted error under ``imp`` (broadcastable to ``w``)."""
+        if search and not self.affine and self.qmin != -self.qmax:
+            d = _search.symmetric(w.detach().float().numpy(), imp, self.qmin, self.qmax)
+            return torch.from_numpy(d).half().float(), None
         if self.affine:
             lo, hi = w.amin(-1), w.amax(-1)
             lo, hi = lo * clip, hi * clip
@@ -58,11 +70,12 @@ class Grid:
     def value(self, q: torch.Tensor, d: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
         return q * d + m if self.affine else q * d
 
-    def round(self, w: torch.Tensor, group: int, clip: float = 1.0) -> tuple[torch.Tensor, torch.Tensor,
-                                                                          torch.Tensor | None]:
-        """Round-to-nearest of a whole (rows, cols) matrix: codes (rows, cols), d and m (rows, cols/group)."""
+    def round(self, w: torch.Tensor, group: int, clip: float = 1.0, imp: np.ndarray | None = None,
+              search: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Round-to-nearest of a whole (rows, cols) matrix: codes (rows, cols), d and m (rows, cols/group);
+        ``imp`` (cols,) is the per-input importance of the scale search."""
         g = w.reshape(w.shape[0], -1, group)
-        d, m = self.fit(g, clip)
+        d, m = self.fit(g, clip, None if imp is None else imp.reshape(1, -1, group), search)
         q = self.codes(g, d[..., None], None if m is None else m[..., None])
         return q.reshape(w.shape), d, m
 
@@ -80,6 +93,7 @@ GRIDS = {
     "Q5_1": Grid("Q5_1", 0, 31, True, 6.0),
     "Q8_0": Grid("Q8_0", -127, 127, False, 8.5),
 }
+FORMATS = {**GRIDS, **K_GRIDS}  # every block type slimstack writes: name -> grid (``.bpw`` bits per weight)
 
 
 def _f16(x: torch.Tensor) -> np.ndarray:

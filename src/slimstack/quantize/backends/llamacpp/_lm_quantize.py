@@ -23,7 +23,8 @@ from torch import nn
 from ....errors import ConfigError, DataError, ModelError
 from ..._record import QuantRecord, QuantResult
 from ._conv1d import conv1d_as_linear, has_conv1d
-from ._grids import GRIDS
+from ._grids import FORMATS as GRIDS
+from ._kquants import KGrid
 from ._gptq import collect_hessians, gptq, linear_names, output_error
 from ._lm import LlamaCppLM, llama_cpp_available
 from ._plan import EMBED, allocate, calibration_windows, check_group_size, kld, ladder, layer_of, measure_sensitivity
@@ -75,15 +76,22 @@ class _Rounder:
                 if name not in group:
                     group = [name]
                 ws = [self.params[n].detach() for n in group]
-                q, d, m = gptq(torch.cat(ws), h, grid, self.group)
+                q, d, m, ex = gptq(torch.cat(ws), h, grid, self.group)
                 at = 0
                 for n, w in zip(group, ws):
                     sl = slice(at, at + w.shape[0])
-                    self.cache[(n, key[1])] = QTensor(fmt, q[sl], d[sl], None if m is None else m[sl])
+                    part = None if ex is None else {k: v[sl] for k, v in ex.items()}
+                    self.cache[(n, key[1])] = QTensor(fmt, q[sl], d[sl], None if m is None else m[sl], part)
                     at += w.shape[0]
             else:  # 8-bit rounding error is already far below what GPTQ's feedback buys at 4 bits
-                q, d, m = grid.round(self.params[name].detach().float(), self.group)
-                self.cache[key] = QTensor(fmt, q, d, m)
+                w = self.params[name].detach().float()
+                imp = None if h is None else torch.diag(h).float().numpy().copy()
+                if isinstance(grid, KGrid):
+                    q, d, m, ex = grid.round(w, imp)
+                    self.cache[key] = QTensor(fmt, q, d, m, ex)
+                else:
+                    q, d, m = grid.round(w, self.group, imp=imp, search=True)
+                    self.cache[key] = QTensor(fmt, q, d, m)
         return self.cache[key]
 
     def error(self, name: str, fmt: str) -> float:
@@ -230,7 +238,10 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
     if quant_head:
         tensors.append(head)
     base = _base(cfg)
-    ladders = {n: ladder(base, cfg.bits) for n in tensors}
+    kq = backends == ["llamacpp"] and bool(cfg.bits_per_weight)  # K-quants: llama.cpp files under a budget only
+    mods = dict(hf.named_modules())
+    ladders = {n: ladder(base, cfg.bits, getattr(mods.get(n[: -len(".weight")]), "in_features", 0), kq)
+               for n in tensors}
     if quant_head and cfg.bits_per_weight == 0:
         ladders[head] = ["Q8_0"]  # the head decides every token: 8 bits unless a budget says otherwise
     rounder = memo.setdefault(("rounder", group), _Rounder(hf, hess, n_tok, cfg.method, group))
@@ -242,7 +253,7 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         for n in tensors:
             units.setdefault(layer_of(n), []).append(n)
         rounded = {n: rounder(n, ladders[n][0], "rtn").dequantize() for n in tensors}
-        sens_windows = [w[:64] for w in windows[: min(2, len(windows))]]  # 2 x 64 tokens: ranks the layers
+        sens_windows = windows[: min(4, len(windows))]  # 4 windows (128 tokens each): ranks the layers
         key = ("sensitivity", group, tuple(sorted((n, ladders[n][0]) for n in tensors)))
         if key not in memo:
             memo[key] = measure_sensitivity(hf, units, rounded, sens_windows)

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ....errors import ConfigError, DataError
-from ._grids import GRIDS
+from ._grids import FORMATS as GRIDS
+from ._kquants import QK_K
 
 __all__ = ["calibration_windows", "check_group_size", "layer_of", "ladder", "measure_sensitivity", "allocate",
            "kld", "EMBED"]
@@ -80,10 +81,16 @@ def layer_of(name: str) -> str:
     return ".".join(parts[:3]) if len(parts) > 3 and parts[1] == "layers" else name
 
 
-def ladder(base: str, bits: int) -> list[str]:
-    """Formats a tensor may take, narrowest first: the base, then wider steps of the same kind."""
+def ladder(base: str, bits: int, in_features: int = 0, kquants: bool = False) -> list[str]:
+    """Formats a tensor may take, narrowest first: the base, then wider steps of the same kind.
+
+    With ``kquants`` (a bits-per-weight budget on the llama.cpp backend) a symmetric base on a layer whose
+    input size is a multiple of 256 climbs the K-quants instead (Q4_K 4.5, Q5_K 5.5, Q6_K 6.56 bits).
+    """
     if bits == 8:
         return ["Q8_0"]
+    if kquants and in_features and in_features % QK_K == 0 and base in ("Q4_0", "Q5_0"):
+        return ["Q4_K", "Q5_K", "Q6_K", "Q8_0"] if base == "Q4_0" else ["Q5_K", "Q6_K", "Q8_0"]
     return {"Q4_0": ["Q4_0", "Q5_0", "Q8_0"], "Q4_1": ["Q4_1", "Q5_1", "Q8_0"],
             "Q5_0": ["Q5_0", "Q8_0"], "Q5_1": ["Q5_1", "Q8_0"]}[base]
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ....errors import ModelError
-from ._grids import GRIDS, pack
+from ._grids import FORMATS, pack
+from ._kquants import KGrid, pack_k
 
 __all__ = ["QTensor", "write_gguf", "gguf_names", "LLAMA_TYPES"]
 
@@ -35,15 +36,27 @@ _LAYER = {
 
 @dataclasses.dataclass
 class QTensor:
-    """A weight rounded onto a llama.cpp grid: codes (rows, cols), scales and minima per 32 inputs."""
+    """A weight rounded onto a llama.cpp grid: codes (rows, cols), effective scales and minima per block
+    (32 inputs; a K-quant's sub-block), and for K-quants ``extra``: the integer sub-scales and the
+    float16 super-block scales that the file stores (see :func:`._kquants.pack_k`)."""
 
     grid: str
     q: torch.Tensor
     d: torch.Tensor
     m: torch.Tensor | None = None
+    extra: dict | None = None
 
     def dequantize(self) -> torch.Tensor:
-        return GRIDS[self.grid].dequantize(self.q, self.d, self.m)
+        return FORMATS[self.grid].dequantize(self.q, self.d, self.m)
+
+    def packed(self) -> np.ndarray:
+        """The bytes llama.cpp reads, (rows, bytes per row)."""
+        grid = FORMATS[self.grid]
+        if isinstance(grid, KGrid):
+            if self.extra is None:
+                raise ModelError(f"a {self.grid} QTensor needs extra= (its super-block scales) to be written")
+            return pack_k(grid, self.q, self.extra)
+        return pack(grid, self.q, self.d, self.m)
 
 
 def gguf_names(config: Any) -> dict[str, str]:
@@ -163,7 +176,7 @@ def write_gguf(model: Any, tokenizer: Any, path: str | Path, tensors: dict[str, 
             data = state[hf].float().numpy()
             raw_type = None
         else:
-            data = pack(GRIDS[qt.grid], qt.q, qt.d, qt.m)
+            data = qt.packed()
             raw_type = gguf.GGMLQuantizationType[qt.grid]
         if gg.endswith(("attn_q.weight", "attn_k.weight")):
             data = _permute(data, n_head if gg.endswith("attn_q.weight") else n_kv)
