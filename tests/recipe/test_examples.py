@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from slimstack.demo import DEMO_RECIPES, _recipe_path
+from slimstack.demo import EXAMPLE_RECIPES, _recipe_path
 from slimstack.recipe import load_recipe
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 
 
 def test_examples_folder_matches_the_packaged_recipes():
-    assert sorted(p.stem for p in EXAMPLES) == sorted(DEMO_RECIPES)
+    assert sorted(p.stem for p in EXAMPLES) == sorted(EXAMPLE_RECIPES)
     for p in EXAMPLES:
         assert p.read_text() == _recipe_path(p.stem).read_text()
 

@@ -87,6 +87,10 @@ def distill(
         raise ConfigError(f"ss.distill takes a DistillConfig, got {type(config).__name__}; e.g. ss.DistillConfig(epochs=20)")
     if not isinstance(student, nn.Module):
         raise ModelError(f"the student must be a torch nn.Module, got {type(student).__name__}")
+    from ._lm import distill_lm, is_causal_lm
+
+    if is_causal_lm(student) or is_causal_lm(teacher):  # next-token logit distillation on text (_lm.py)
+        return distill_lm(teacher, student, config, train=train, val=val, on_epoch_end=on_epoch_end)
     rows = as_rows(train, "train")
     val_rows = as_rows(val, "val") if val is not None else None
     if rows.is_text != is_text_model(student):

@@ -75,7 +75,12 @@ class DistillConfig(Config):
         For ``"noise"``: the noise standard deviation as a share of each feature's standard
         deviation over the training rows. Must be > 0.
     max_length : int, optional
-        Token length for text students during training (evaluation uses the encoder's own).
+        Token length for text students during training (evaluation uses the encoder's own). For
+        causal LMs: tokens per training window (default: the dataset's window, else 256).
+    top_k : int
+        Causal LMs only: how many of the teacher's most likely next tokens are cached per position;
+        the rest are pooled into one tail outcome (the loss is the KL over top-k plus tail, exact
+        when ``top_k`` >= the vocabulary).
     seed : int
         Seeds initialisation of projections, the data order and dropout.
     threads : int, optional
@@ -114,6 +119,7 @@ class DistillConfig(Config):
     augment: str = "none"
     augment_scale: float = 0.1
     max_length: int | None = None
+    top_k: int = 64
     seed: int = 0
     threads: int | None = None
     progress: bool = True
@@ -149,7 +155,7 @@ class DistillConfig(Config):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"DistillConfig.{name}={value!r} must be a positive integer")
-        for name in ("max_steps", "patience", "max_length", "threads"):
+        for name in ("max_steps", "patience", "max_length", "threads", "top_k"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"DistillConfig.{name}={value!r} must be a positive integer or None")

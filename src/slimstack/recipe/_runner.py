@@ -213,10 +213,13 @@ def validate_recipe(source: Any) -> Recipe:
     if recipe.model.path is not None and not Path(recipe.model.path).exists():
         raise ConfigError(f"model.path {recipe.model.path!r} does not exist; name a folder written by ss.save, a "
                           "Hugging Face directory, an .onnx or a .skops file (relative to the recipe's folder)")
-    if recipe.data.name not in datasets.BUILTIN and not Path(recipe.data.name).exists():
+    from ..datasets._text import TEXT_BUILTIN
+
+    builtin = sorted({*datasets.BUILTIN, *TEXT_BUILTIN})  # text for LMs too (pytorch_readme)
+    if recipe.data.name not in builtin and not Path(recipe.data.name).exists():
         from ..errors import close_matches
 
         raise ConfigError(f"data.name {recipe.data.name!r} is neither a built-in data set ("
-                          f"{', '.join(sorted(datasets.BUILTIN))}) nor an existing file (relative to the recipe's "
-                          f"folder).{close_matches(recipe.data.name, datasets.BUILTIN)}")
+                          f"{', '.join(builtin)}) nor an existing file (relative to the recipe's "
+                          f"folder).{close_matches(recipe.data.name, builtin)}")
     return recipe

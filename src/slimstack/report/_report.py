@@ -11,6 +11,7 @@ from typing import Any
 
 from .._utils import atomic_file
 from ..measure import format_bytes
+from ._lm import lm_html
 from ._svg import bars, line, scatter
 
 __all__ = ["build_report", "write_report", "render_html", "render_section", "pareto_front", "pick_best",
@@ -75,6 +76,11 @@ def build_report(recipe: Any, rows: list[dict[str, Any]], baseline: str, steps: 
         "best": pick_best(rows, baseline, recipe.tolerance, recipe.objective),
         "pareto_objective": pareto_front(rows, cost),
     }
+    from ._lm import lm_summary
+
+    lm = lm_summary(rows)
+    if lm is not None:  # causal LMs: perplexity and KLD beside decode tokens/s and size
+        report["lm"] = lm
     if extra:
         report.update(extra)
     return report
@@ -230,4 +236,4 @@ def render_section(report: dict[str, Any], level: int = 1) -> str:
                   f"{rows[0]['runs']} interleaved runs; generated {html.escape(report['created'])}.</p>"
     return (f"<{h1}>{html.escape(report['title'])}</{h1}>{summary}{machine}"
             f"<{h2}>Models side by side</{h2}>{table}<{h2}>Plots</{h2}><div class=\"charts\">"
-            f"{''.join(p for p in plots if p)}</div><{h2}>Steps</{h2}>{steps}")
+            f"{''.join(p for p in plots if p)}</div>{lm_html(report, h2)}<{h2}>Steps</{h2}>{steps}")

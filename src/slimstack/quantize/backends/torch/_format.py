@@ -181,6 +181,8 @@ class _QuantEncoderAdapter(_Int8Counts, EncoderAdapter):
 def _factory(model: Any):
     if not has_quant_modules(model):
         return None
+    if hasattr(model, "logprobs") and hasattr(model, "generate"):
+        return None  # a quantized causal LM is measured as a language model (slimstack.llm._measure)
     return _QuantEncoderAdapter(model) if hasattr(model, "encode") else _QuantAdapter(model)
 
 
