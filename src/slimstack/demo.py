@@ -75,9 +75,9 @@ def lm_demo(console: Console, threads: int = 2) -> dict[str, Any] | None:
     from . import datasets, quantize, zoo
     from .errors import ModelFileError
     from .llm import smollm2_gguf_path
-    from .llm._measure import compare_lm
+    from .llm import compare_lm
     from .quantize import WeightOnly
-    from .quantize.backends.llamacpp._lm import llama_cpp_available
+    from .quantize.backends.llamacpp import llama_cpp_available
 
     console.rule("[bold]SmolLM2-135M-Instruct -> 4-bit GGUF")
     ok, why = llama_cpp_available()

@@ -11,7 +11,11 @@ def test_lm_demo_is_skipped_with_a_clear_line_without_llama_cpp(monkeypatch):
     from slimstack import demo
     from slimstack.quantize.backends.llamacpp import _lm
 
-    monkeypatch.setattr(_lm, "llama_cpp_available", lambda: (False, "llama-cpp-python is not installed"))
+    import slimstack.quantize.backends.llamacpp as llamacpp
+
+    missing = lambda: (False, "llama-cpp-python is not installed")  # noqa: E731
+    monkeypatch.setattr(_lm, "llama_cpp_available", missing)
+    monkeypatch.setattr(llamacpp, "llama_cpp_available", missing)  # the demo reads the package's public name
     buf = io.StringIO()
     assert demo.lm_demo(Console(file=buf, width=120)) is None
     assert "LM part skipped: llama-cpp-python is not installed" in buf.getvalue()

@@ -71,7 +71,7 @@ def lm_windows(data: Any, lm: Any, window: int | None, name: str) -> tuple[torch
     ``data``: a task-"lm" Dataset, one text, a list of texts, or a list of token-id sequences.
     """
     from ..datasets import Dataset
-    from ..datasets._text import text_dataset, token_windows
+    from ..datasets import text_dataset, token_windows
 
     if data is None:
         raise DataError(f"ss.distill needs {name} text for a causal LM; pass ss.datasets.load('notes.txt') or a list "

@@ -213,7 +213,7 @@ def validate_recipe(source: Any) -> Recipe:
     if recipe.model.path is not None and not Path(recipe.model.path).exists():
         raise ConfigError(f"model.path {recipe.model.path!r} does not exist; name a folder written by ss.save, a "
                           "Hugging Face directory, an .onnx or a .skops file (relative to the recipe's folder)")
-    from ..datasets._text import TEXT_BUILTIN
+    from ..datasets import TEXT_BUILTIN
 
     builtin = sorted({*datasets.BUILTIN, *TEXT_BUILTIN})  # text for LMs too (pytorch_readme)
     if recipe.data.name not in builtin and not Path(recipe.data.name).exists():
