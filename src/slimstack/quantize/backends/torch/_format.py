@@ -106,17 +106,23 @@ def _is_causal_lm(obj: Any) -> bool:
     return type(obj) is CausalLM
 
 
+def _config_and_tokenizer(path: Path, what: str) -> tuple[Any, Any]:
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        return (AutoConfig.from_pretrained(str(path), local_files_only=True),
+                AutoTokenizer.from_pretrained(str(path), local_files_only=True))
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"cannot read the {what} config or tokenizer in {str(path)!r}: {exc}") from exc
+
+
 def _lm_skeleton(path: Path, skeleton: dict[str, Any]) -> nn.Module:
     """The saved causal LM's architecture with empty weights; Conv1D layers saved as Linear become Linear."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from ....llm import CausalLM
 
-    try:
-        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
-        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"cannot read the causal LM config or tokenizer in {str(path)!r}: {exc}") from exc
+    config, tok = _config_and_tokenizer(path, "causal LM")
     lm = CausalLM(AutoModelForCausalLM.from_config(config), tok, name=skeleton.get("name"))
     for name in skeleton.get("linear", []):
         m = lm.get_submodule(name)
@@ -126,15 +132,11 @@ def _lm_skeleton(path: Path, skeleton: dict[str, Any]) -> nn.Module:
 
 
 def _encoder_skeleton(path: Path, skeleton: dict[str, Any]) -> nn.Module:
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
     from ....zoo import SentenceEncoder
 
-    try:
-        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
-        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"cannot read the encoder config or tokenizer in {str(path)!r}: {exc}") from exc
+    config, tok = _config_and_tokenizer(path, "encoder")
     hf = AutoModel.from_config(config, attn_implementation="sdpa")
     kw = {k: skeleton[k] for k in ("max_length", "pooling", "normalize") if k in skeleton}
     return SentenceEncoder(hf.eval(), tok, **kw)
