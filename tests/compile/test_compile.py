@@ -239,7 +239,7 @@ def test_recipe_compile_step():
     vote = ss.VotingEnsemble(_members()[:2]).fit(Xtr, ytr)
     ctx = StepContext(original=vote, train=None, val=None, test=None, example_inputs=None)
     fast, rec = run_step("compile", {"threads": 1}, vote, ctx)
-    assert isinstance(fast, ss.CompiledModel) and rec["python_members"] == []
+    assert isinstance(fast, ss.CompiledModel) and rec["verb"] == "compile" and rec["summary"]["python_members"] == []
     assert np.abs(fast.predict_proba(Xte) - vote.predict_proba(Xte)).max() < TOL
     with pytest.raises(ss.ConfigError, match="unknown key 'thread'; allowed for compile: fallback, threads"):
         run_step("compile", {"thread": 1}, vote, ctx)

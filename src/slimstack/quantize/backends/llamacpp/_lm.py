@@ -76,7 +76,10 @@ class LlamaCppLM:
     def file_bytes(self) -> int:
         return self.path.stat().st_size
 
-    def tokenize(self, text: str) -> list[int]:
+    def tokenize(self, text: Any) -> list[int]:
+        """Token ids of ``text``; a sequence of ints (e.g. a token window) is taken as it is, as ``CausalLM`` does."""
+        if not isinstance(text, str):
+            return [int(t) for t in np.asarray(text, dtype=np.int64).ravel()]
         return list(self._llm(False).tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
     def _check_len(self, n: int, what: str) -> None:
