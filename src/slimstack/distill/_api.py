@@ -121,15 +121,11 @@ def distill(
         evaluate = _evaluator(student, t, val_rows, objective) if val_rows is not None else None
         # Transformers fine-tune at small rates, and a range test would cost as much as their training.
         lr = TEXT_LR if config.lr == "auto" and rows.is_text else config.lr
-        settings = TrainSettings(
-            epochs=config.epochs, batch_size=config.batch_size, lr=lr, weight_decay=config.weight_decay,
-            optimizer=config.optimizer, schedule=config.schedule, warmup=config.warmup, grad_clip=config.grad_clip,
-            max_steps=config.max_steps, patience=config.patience, checkpoint_dir=config.checkpoint_dir,
-            resume=config.resume, seed=config.seed, progress=config.progress,
+        settings = TrainSettings.from_config(
+            config, lr=lr,
             fingerprint=fingerprint({k: v for k, v in config.to_dict()["data"].items() if k not in _RUN_ONLY},
                                     rows.content_hash(), len(rows), world_size,
-                                    ModuleTeacher(student).fingerprint(rows)),
-        )
+                                    ModuleTeacher(student).fingerprint(rows)))
         seed_everything(config.seed)
         trainer = Trainer(objective, len(rows), settings, evaluate=evaluate, on_epoch_end=on_epoch_end)
         try:

@@ -193,15 +193,11 @@ def distill_lm(teacher: Any, student: Any, config: DistillConfig, *, train: Any,
         if val_targets is not None:
             evaluate = lambda: objective.score(*val_w, val_targets, config.batch_size)  # noqa: E731
         lr = LM_LR if config.lr == "auto" else config.lr
-        settings = TrainSettings(
-            epochs=config.epochs, batch_size=config.batch_size, lr=lr, weight_decay=config.weight_decay,
-            optimizer=config.optimizer, schedule=config.schedule, warmup=config.warmup, grad_clip=config.grad_clip,
-            max_steps=config.max_steps, patience=config.patience, checkpoint_dir=config.checkpoint_dir,
-            resume=config.resume, seed=config.seed, progress=config.progress,
+        settings = TrainSettings.from_config(
+            config, lr=lr,
             fingerprint=fingerprint({k_: v for k_, v in config.to_dict()["data"].items() if k_ not in _RUN_ONLY},
                                     windows_hash(ids, mask), world_size, model_fingerprint(student),
-                                    model_fingerprint(teacher)),
-        )
+                                    model_fingerprint(teacher)))
         seed_everything(config.seed)
         trainer = Trainer(objective, len(ids), settings, evaluate=evaluate, on_epoch_end=on_epoch_end)
         history = trainer.fit()

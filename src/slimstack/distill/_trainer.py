@@ -56,6 +56,12 @@ class TrainSettings:
     progress: bool = False
     fingerprint: str = ""  # a resume only continues a checkpoint written by the same settings
 
+    @classmethod
+    def from_config(cls, config: Any, *, lr: float | str, fingerprint: str) -> TrainSettings:
+        """The loop's settings from a ``DistillConfig``-like config, with the run's own rate and fingerprint."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("lr", "fingerprint")]
+        return cls(lr=lr, fingerprint=fingerprint, **{n: getattr(config, n) for n in names})
+
 
 def world() -> tuple[int, int]:
     """``(rank, world_size)``; joins a gloo process group when launched by ``torchrun``."""

@@ -19,9 +19,6 @@ from ._timing import _time_interleaved
 
 __all__ = ["measure", "compare"]
 
-# Old private names quantize/_api.py still imports (engineer rq moves it onto ss.measure.score and
-# ss.measure.time_interleaved); the lead deletes these three aliases once that branch is merged.
-_inputs, _outputs, _quality = model_inputs, model_outputs, quality_metrics
 
 
 @any_grad_mode

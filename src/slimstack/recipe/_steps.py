@@ -128,8 +128,7 @@ def _check_distill(extra: dict[str, Any]) -> None:
 def _run_prune(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
     from .. import prune
 
-    kw = verb_kwargs(prune, {"train": "data"}, train=ctx.train, val=ctx.val)
-    r = prune(model, config, example_inputs=ctx.example_inputs, **kw)
+    r = prune(model, config, example_inputs=ctx.example_inputs, train=ctx.train, val=ctx.val)
     return result_model(r), step_record("prune", r)  # summary holds the sensitivity analysis
 
 
@@ -139,7 +138,7 @@ def _run_quantize(model: Any, config: Any, extra: dict[str, Any], ctx: StepConte
 
     if isinstance(config, QAT):
         return _run_qat(model, config, extra, ctx)
-    kw = verb_kwargs(quantize, {"val": "data"}, calibration=ctx.train, val=ctx.val)
+    kw: dict[str, Any] = {"calibration": ctx.train, "val": ctx.val}
     if "tolerance" in extra:
         kw["tolerance"] = extra["tolerance"]
     q = quantize(model, config, threads=ctx.threads, **kw)
@@ -151,8 +150,7 @@ def _run_qat(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
     from .. import quantize
     from ..measure import higher_is_better, primary_metric, score
 
-    q = quantize(model, config, threads=ctx.threads,
-                 **verb_kwargs(quantize, {"train": "data"}, calibration=ctx.train, train=ctx.train))
+    q = quantize(model, config, threads=ctx.threads, calibration=ctx.train, train=ctx.train)
     qat = result_model(q)
     metric = primary_metric(ctx.val, qat)
     before, after = score(model, ctx.val, metric), score(qat, ctx.val, metric)
