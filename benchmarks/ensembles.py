@@ -36,6 +36,9 @@ import warnings
 
 import numpy as np
 
+# OpenMP threads that spin while waiting make HistGradientBoosting crawl on a shared machine (as hierarchical.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -155,8 +158,9 @@ def _extra(p):
     p.add_argument("--latency-only", action="store_true",
                    help="only the serving latency of compiled ensembles (writes ensembles-latency[-quick].json)")
     p.add_argument("--datasets", default=None, help="comma-separated subset of the datasets (latency run)")
-    p.add_argument("--latency-threads", default="1,2",
-                   help="latency run: thread counts, each applied to every variant alike (default 1,2)")
+    p.add_argument("--latency-threads", default="1",
+                   help="latency run: comma-separated thread counts, each applied to every variant alike (default 1; "
+                        "2 only on an idle machine: oversubscribed OpenMP makes scikit-learn's times meaningless)")
 
 
 def latency(quick: bool, only: set | None, thread_counts: tuple[int, ...] = (1,)) -> list[dict]:

@@ -19,7 +19,7 @@ from onnx import TensorProto
 
 from ._distances import sq_distances
 from ._errors import NotCompilable
-from ._svm import is_svc, svc_proba
+from ._svm import is_svc, svc_output, svc_proba
 from ._trees import hgb_trees, sklearn_trees, tree_node
 
 __all__ = ["leaf_proba", "leaf_output", "register_converter", "unwrap", "forests_mean", "hgb_folds_mean",
@@ -60,6 +60,8 @@ def leaf_output(g, est: Any, x: str, method: str) -> str:
     est = unwrap(est)
     if method == "predict_proba":
         return leaf_proba(g, est, x)
+    if method in ("predict", "decision_function") and _svc_inside(est):
+        return _pipeline_prefix(g, est, x, lambda g2, last, x2: svc_output(g2, last, x2, method))
     if method == "predict":
         if not _argmax_safe(est):
             raise NotCompilable(f"predict of {type(est).__name__} is not the argmax of its probabilities")
@@ -299,8 +301,16 @@ def _custom_pipeline(est) -> bool:
 
 @register_converter(_custom_pipeline)
 def _pipeline(g, est, x: str) -> str:
+    return _pipeline_prefix(g, est, x, leaf_proba)
+
+
+def _pipeline_prefix(g, est, x: str, last_step) -> str:
+    """``last_step(g, model, x)`` on ``x`` sent through the pipeline's transformers (``est`` itself if no pipeline)."""
+    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if not isinstance(est, Pipeline):
+        return last_step(g, est, x)
     for name, step in est.steps[:-1]:
         if step is None or step == "passthrough":
             continue
@@ -312,7 +322,13 @@ def _pipeline(g, est, x: str) -> str:
             continue
         out = _skl2onnx_transform(g, step, x, name)
         x = g.op("Cast", [out], "xd", to=TensorProto.DOUBLE)
-    return leaf_proba(g, est.steps[-1][1], x)
+    return last_step(g, unwrap(est.steps[-1][1]), x)
+
+
+def _svc_inside(est) -> bool:
+    from sklearn.pipeline import Pipeline
+
+    return is_svc(unwrap(est.steps[-1][1]) if isinstance(est, Pipeline) else est)
 
 
 # -- slimstack's torch and ONNX members ---------------------------------------------------------
