@@ -1,8 +1,11 @@
 """Squared euclidean distances in the graph, computed once per point set and shared between members.
 
-kNN members and RBF SVMs both need ``|x - t|^2`` against a fixed set of rows. One float64 MatMul
-gives them all (``|x|^2 - 2 x.T + |t|^2``, summed in scikit-learn's order and clamped at 0 as its
-``ArgKmin`` does). The compile run keeps every distance tensor it built, keyed by graph body, input
+kNN members and RBF SVMs both need ``|x - t|^2`` against a fixed set of rows. One float64 Gemm
+gives them all (``|x|^2 - 2 x.T + |t|^2``, the norms added inside the GEMM). scikit-learn clamps
+at 0 before ranking; the graph does not (a full [N, M] float64 Max cost 0.1-0.5 ms): only a query
+that duplicates two or more training rows ranks them by rounding noise instead of scikit-learn's
+heap order, both arbitrary; distance weights clamp the k kept values. Integer data (digits' pixels) gives exact distances, so exact
+ties stay ties; on other data the last bit can differ from scikit-learn's own BLAS order anyway. The compile run keeps every distance tensor it built, keyed by graph body, input
 and point set; a later member whose rows are all in an earlier set (an SVC's support vectors are
 training rows of the kNN beside it) reads that tensor instead of a MatMul of its own.
 """
@@ -62,9 +65,10 @@ def sq_distances(g, x: str, T: np.ndarray, *, within: float = 0.0) -> tuple[str,
             cols = entry.columns(T)
             if cols is not None:
                 return entry.name, cols, len(entry.T)
-    tt = g.const((T * T).sum(axis=1)[None, :], "tt")
+    # one Gemm: [x, |x|^2] @ [[-2 T.T], [1 ... 1]] + |t|^2 (the two row-norm adds inside the GEMM)
     xx = g.op("ReduceSum", [g.op("Mul", [x, x]), g.const(np.array([1], np.int64), "ax")], "xx", keepdims=1)
-    cross = g.op("MatMul", [x, g.const(-2.0 * T.T, "m2t")], "cross")
-    d2 = g.op("Max", [g.op("Add", [g.op("Add", [cross, xx]), tt]), g.const(np.zeros(1), "z")], "d2")
+    B = np.vstack([-2.0 * T.T, np.ones((1, len(T)))])
+    d2 = g.op("Gemm", [g.op("Concat", [x, xx], "x_xx", axis=1), g.const(B, "m2t"),
+                       g.const((T * T).sum(axis=1), "tt")], "d2")
     cache[key] = _Entry(d2, T)
     return d2, np.arange(len(T)), len(T)

@@ -58,7 +58,7 @@ def _kernel(g, est, x: str, sv: np.ndarray) -> tuple[str, np.ndarray, int]:
 
 def _exp(g, d2: str, gamma: float) -> str:
     """float64 ``exp(-gamma d2)``: the exponent in float32 (ONNX Runtime's vectorised Exp), the result widened."""
-    arg = g.op("Cast", [g.op("Mul", [d2, g.const(np.float64(-gamma), "mgamma")])], "karg", to=TensorProto.FLOAT)
+    arg = g.op("Mul", [g.op("Cast", [d2], "d2f", to=TensorProto.FLOAT), g.const(np.float32(-gamma), "mgamma")], "karg")
     return g.op("Cast", [g.op("Exp", [arg], "k_rbf")], "kd", to=TensorProto.DOUBLE)
 
 
