@@ -48,7 +48,7 @@ def test_nusvc_and_scaled_pipeline():
         assert np.abs(fast.predict_proba(Xte) - est.predict_proba(Xte)).max() < TOL
 
 
-def test_rbf_svc_reads_the_knn_distances_over_the_same_rows():
+def test_rbf_svc_reads_the_knn_distances_over_the_same_rows(tmp_path):
     Xtr, ytr, Xte = _data(3)
     Xtr = np.vstack([Xtr, Xtr[:5]])  # repeated rows: a support vector may sit twice in the kNN's set
     ytr = np.concatenate([ytr, ytr[:5]])
@@ -61,6 +61,9 @@ def test_rbf_svc_reads_the_knn_distances_over_the_same_rows():
     assert np.abs(fast.predict_proba(Xte) - vote.predict_proba(Xte)).max() < TOL
     svc = vote.estimators_[1].models[0]
     assert np.abs(ss.compile(svc).predict_proba(Xte) - svc.predict_proba(Xte)).max() < TOL  # its own distances
+    ss.save(fast, tmp_path / "fast")  # ONNX bytes and JSON, no pickle
+    assert sorted(p.name for p in (tmp_path / "fast").iterdir()) == ["compiled.json", "model.onnx", "slimstack.json"]
+    np.testing.assert_array_equal(ss.load(tmp_path / "fast").predict_proba(Xte), fast.predict_proba(Xte))
 
 
 def _dot_kernel(a, b):
