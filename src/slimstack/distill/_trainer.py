@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, SlimstackError
-from ._lr_range import CANDIDATES, probe_steps, range_test
+from ._lr_range import CANDIDATES, RUNGS, probe_steps, range_test
 
 __all__ = ["Trainer", "TrainSettings", "TrainingDivergedError", "fingerprint", "world"]
 
@@ -225,7 +225,8 @@ class Trainer:
             box = [lr]
             dist.broadcast_object_list(box, src=0)
             lr = float(box[0])
-        self.record.update(lr=lr, lr_range_test={"steps_per_candidate": steps, "candidates": table})
+        self.record.update(lr=lr, lr_range_test={"steps_per_rung": steps, "rungs": RUNGS,
+                                                 "probe_steps": sum(r["steps"] for r in table), "candidates": table})
         return lr
 
     def _wrap(self) -> nn.Module:
