@@ -8,11 +8,12 @@ embeddings, regressor targets are values. Teachers never train: they run in eval
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from torch import nn
 from ..errors import DataError, ModelError
 from ._data import Rows, is_text_model
 
-__all__ = ["Teacher", "ModuleTeacher", "EnsembleTeacher", "PrecomputedTeacher", "as_teacher", "teacher_targets"]
+__all__ = ["Teacher", "ModuleTeacher", "EnsembleTeacher", "PrecomputedTeacher", "TEACHER_KINDS", "TeacherKind",
+           "register_teacher_kind", "as_teacher", "teacher_targets"]
 
 
 class Teacher:
@@ -143,18 +145,39 @@ class PrecomputedTeacher(Teacher):
         return hashlib.sha256(self.targets.numpy().tobytes()).hexdigest()
 
 
+@dataclasses.dataclass(frozen=True)
+class TeacherKind:
+    """What ``ss.distill`` accepts as a teacher: ``accepts(obj)`` and ``build(obj, task) -> Teacher``."""
+
+    name: str
+    accepts: Callable[[Any], bool]
+    build: Callable[[Any, str | None], Teacher]
+
+
+TEACHER_KINDS: list[TeacherKind] = []
+
+
+def register_teacher_kind(kind: TeacherKind) -> TeacherKind:
+    """Let ``ss.distill`` take another kind of teacher object; kinds are tried in registration order."""
+    TEACHER_KINDS.append(kind)
+    return kind
+
+
+register_teacher_kind(TeacherKind("teacher", lambda t: isinstance(t, Teacher), lambda t, task: t))
+register_teacher_kind(TeacherKind("module", lambda t: isinstance(t, nn.Module), ModuleTeacher))
+register_teacher_kind(TeacherKind("ensemble", lambda t: isinstance(t, list | tuple),
+                                  lambda t, task: EnsembleTeacher(t, task=task)))
+register_teacher_kind(TeacherKind("precomputed", lambda t: isinstance(t, np.ndarray | torch.Tensor),
+                                  lambda t, task: PrecomputedTeacher(t, "value" if task == "regression" else "logits")))
+register_teacher_kind(TeacherKind("estimator", lambda t: hasattr(t, "predict_proba") or hasattr(t, "predict"),
+                                  lambda t, task: EnsembleTeacher([t], task=task)))
+
+
 def as_teacher(teacher: Any, task: str | None) -> Teacher:
     """Wrap what the user passed: a module, a list (ensemble), an estimator, or an output array."""
-    if isinstance(teacher, Teacher):
-        return teacher
-    if isinstance(teacher, nn.Module):
-        return ModuleTeacher(teacher, task)
-    if isinstance(teacher, list | tuple):
-        return EnsembleTeacher(teacher, task=task)
-    if isinstance(teacher, np.ndarray | torch.Tensor):
-        return PrecomputedTeacher(teacher, "value" if task == "regression" else "logits")
-    if hasattr(teacher, "predict_proba") or hasattr(teacher, "predict"):
-        return EnsembleTeacher([teacher], task=task)
+    for kind in TEACHER_KINDS:
+        if kind.accepts(teacher):
+            return kind.build(teacher, task)
     raise ModelError(
         f"cannot use a {type(teacher).__name__} as a teacher; pass an nn.Module, a list of models (an ensemble), "
         "an object with predict_proba, or an array of precomputed outputs"
