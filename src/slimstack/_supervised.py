@@ -47,7 +47,7 @@ class SupervisedObjective(nn.Module):
         self.model = model
         self.name = getattr(data, "name", "data")
         self.classify = data.task == "classification"
-        self.X = torch.as_tensor(np.ascontiguousarray(data.X))
+        self.X = torch.as_tensor(np.ascontiguousarray(data.X, dtype=np.float32))
         self.y = torch.as_tensor(data.y, dtype=torch.long if self.classify else torch.float32)
         self.top_class = int(self.y.max()) if self.classify else -1
         self.soft, self.temperature, self.alpha = soft, float(temperature), float(alpha)
