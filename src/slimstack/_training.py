@@ -27,15 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._validate import Choices, check_choice
 from .errors import ConfigError, DataError, SlimstackError
 
-__all__ = ["OPTIMIZERS", "ORDERS", "SCHEDULES", "SupervisedObjective", "Trainer", "TrainSettings",
+__all__ = ["OPTIMIZERS", "ORDERS", "SCHEDULES", "Trainer", "TrainSettings",
            "TrainingDivergedError", "fingerprint", "make_optimizer", "world"]
 
 CHECKPOINT = "checkpoint.pt"

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError, close_matches, unknown_name
 
-__all__ = ["Choices", "check_choice", "check_range", "is_number"]
+__all__ = ["Choices", "check_choice", "check_range", "check_tolerance", "is_number"]
 
 T = TypeVar("T")
 
@@ -29,6 +29,12 @@ def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> None:
         hint = close_matches(value, [str(a) for a in allowed]) if isinstance(value, str) else ""
         raise ConfigError(f"{field}={value!r} is not allowed; choose one of: "
                           f"{', '.join(map(repr, allowed))}.{hint}")
+
+
+def check_tolerance(value: Any, field: str = "tolerance") -> None:
+    """A tolerance is a relative quality loss in (0, 1): 0.01 lets the result lose 1 % of the baseline's quality."""
+    if value is not None and not (is_number(value) and 0 < value < 1):
+        raise ConfigError(f"{field}={value!r} must be a relative quality loss in (0, 1), e.g. 0.01 for 1%")
 
 
 def check_range(field: str, value: Any, low: float | None = None, high: float | None = None, *,

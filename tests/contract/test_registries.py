@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -139,15 +138,6 @@ def _verb(kind: str) -> Callable[..., Any]:
     return getattr(ss, kind).__verb__ if hasattr(getattr(ss, kind), "__verb__") else getattr(ss, kind)
 
 
-def _by_meaning(fn: Callable[..., Any], kw: dict[str, Any]) -> dict[str, Any]:
-    """train=/val= for verbs that take them; today's spelling (data=) for those that do not yet (rp, rq)."""
-    params = inspect.signature(fn).parameters
-    out = {}
-    for k, v in kw.items():
-        out[k if k in params else "data"] = v
-    return out
-
-
 def apply(name: str, env: Env) -> tuple[Any, dict[str, Any]]:
     """Run the technique once: (result, the inputs it was given)."""
     case, cfg = CASES[name], CASES[name].config()
@@ -156,8 +146,8 @@ def apply(name: str, env: Env) -> tuple[Any, dict[str, Any]]:
     if cfg.kind == "distill":
         return verb(inputs["teacher"], inputs["student"], cfg, **data), inputs
     if cfg.kind == "merge":
-        return verb(inputs["models"], cfg, base=inputs.get("base"), **_by_meaning(verb, data)), inputs
-    return verb(inputs["model"], cfg, **_by_meaning(verb, data)), inputs
+        return verb(inputs["models"], cfg, base=inputs.get("base"), **data), inputs
+    return verb(inputs["model"], cfg, **data), inputs
 
 
 def model_of(result: Any) -> Any:
