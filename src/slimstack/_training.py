@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._utils import atomic_file
 from ._validate import Choices, check_choice
 from .errors import ConfigError, DataError, SlimstackError
 
@@ -370,17 +370,8 @@ class Trainer:
                 "best": best,
                 "rng": torch.get_rng_state(),
             }
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    torch.save(blob, fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint intact
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            with atomic_file(path, "wb") as fh:  # a crash leaves the previous checkpoint intact
+                torch.save(blob, fh)
         if self.world_size > 1:
             import torch.distributed as dist
 
