@@ -40,13 +40,15 @@ class DistillConfig(Config):
     feature_weight, feature_loss
         Weight and kind (``"mse"`` | ``"cosine"``) of the feature loss.
     lr : float or "auto"
-        Peak learning rate. ``"auto"`` (the default) picks it per student by a short range test:
-        each of 1e-3, 3e-3, 1e-2 and 3e-2 trains a copy of the student from the same start for a
-        twentieth of the run's steps (25 to 100), and the one with the lowest loss on training rows
-        wins (``record["lr"]`` and ``record["lr_range_test"]`` say what was tried). One fixed rate
-        cannot suit every student: a 64-24-10 MLP distilled at 1e-3 for 30 epochs stayed below the
-        same MLP trained on labels alone. Sentence-encoder students take 1e-4 instead (a range test
-        would cost as much as their training).
+        Peak learning rate. ``"auto"`` (the default) picks it per student by a short range test
+        with successive halving: each of 1e-3, 3e-3, 1e-2, 3e-2 and 1e-1 trains a copy of the
+        student from the same start for a twentieth of the run's steps (25 to 100), the 3 with the
+        lowest loss on training rows train as many steps again, and the lowest loss after that
+        wins, so a rate that only starts fastest is not chosen (``record["lr"]`` and
+        ``record["lr_range_test"]`` say what was tried). One fixed rate cannot suit every student: a
+        64-24-10 MLP distilled at 1e-3 for 30 epochs stayed below the same MLP trained on labels
+        alone. Sentence-encoder students take 1e-4 instead, causal LMs 5e-5 (a range test would cost
+        as much as their training).
     epochs, batch_size, weight_decay, optimizer, schedule, warmup, grad_clip
         The training loop (the one every slimstack technique trains with). ``optimizer`` is
         ``"adamw"`` or ``"sgd"``, ``schedule`` ``"cosine"``, ``"linear"``, ``"constant"`` or

@@ -20,7 +20,7 @@ from .._result import LayerRecord
 from .._training import Trainer, TrainSettings, fingerprint, make_optimizer
 from .._utils import seed_everything
 from ._config import DistillConfig
-from ._lr_range import probe_steps, range_test
+from ._lr_range import RUNGS, probe_steps, range_test
 from ._result import DistillResult, trained_records
 
 __all__ = ["REGISTRY", "DistillHandler", "barrier"]
@@ -82,4 +82,5 @@ def lr_range_search(objective: nn.Module, n_rows: int, settings: TrainSettings, 
     lr, table = range_test(objective, n_rows, settings.batch_size,
                            lambda params, rate: make_optimizer(settings.optimizer, params, rate, settings.weight_decay),
                            steps=steps, seed=settings.seed, grad_clip=settings.grad_clip)
-    return lr, {"lr_range_test": {"steps_per_candidate": steps, "candidates": table}}
+    return lr, {"lr_range_test": {"steps_per_rung": steps, "rungs": RUNGS, "probe_steps": sum(r["steps"] for r in table),
+                                  "candidates": table}}
