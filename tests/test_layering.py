@@ -1,11 +1,11 @@
 """Layering (issue #15 item 8), read from the source with ``ast``: no import is executed.
 
-1. The base (config, errors, validation, results, io, datasets) imports no technique, no model
-   zoo and nothing above it, at module level or inside a function: packages above the base register
+1. The base (config, errors, validation, results, the training loop, io, datasets) imports no technique,
+   no model zoo and nothing above it, at module level or inside a function: packages above the base register
    what they add (save formats, architectures, measure tasks) through the base's public APIs.
 2. No module imports another package's private module (``from ..measure._measure import ...`` from
    outside ``measure``); the shared core modules at the top (``slimstack._config``, ``_result``,
-   ``_utils``, ``_validate``, ``_arch``, ``_verbs``) are the exception, being everyone's.
+   ``_utils``, ``_validate``, ``_arch``, ``_verbs``, ``_training``) are the exception, being everyone's.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "slimstack"
 
-BASE = ["_config.py", "errors.py", "_utils.py", "_validate.py", "_result.py", "_arch.py", "io", "datasets"]
+BASE = ["_config.py", "errors.py", "_utils.py", "_validate.py", "_result.py", "_arch.py", "_training.py", "_supervised.py",
+        "io", "datasets"]
 ABOVE_BASE = ("prune", "quantize", "distill", "merge", "zoo", "llm", "ensemble", "compile", "recipe", "report",
               "measure", "cli", "demo", "_plugins")
 

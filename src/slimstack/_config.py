@@ -123,8 +123,9 @@ class Request:
     One vocabulary across verbs: ``train`` is data a technique may learn from (distillation, QAT,
     pruning recovery), ``val`` is labelled data it may only score on (fallback, selection, early
     stopping), ``calibration`` is unlabelled inputs for ranges and importance. ``tolerance`` is always
-    relative to the baseline's quality (0.01 = lose at most 1 %). ``options`` carries what only one
-    verb takes (e.g. prune's ``example_inputs`` or distill's ``on_epoch_end``).
+    relative to the baseline's quality (0.01 = lose at most 1 %; ``ss.quantize`` and ``ss.prune`` take
+    it). ``options`` carries what only one verb takes (distill's ``teacher`` and ``on_epoch_end``,
+    merge's ``base`` and ``scoring``).
     """
 
     train: Any = None
@@ -214,10 +215,18 @@ class Registry:
 
         return deco
 
-    def handlers_for(self, config: Any) -> list[Handler]:
-        for cls in type(config).__mro__:
+    def handlers_of(self, config_cls: type[Config]) -> list[Handler]:
+        """The handlers of the nearest registered class in ``config_cls``'s MRO ([] when none)."""
+        for cls in config_cls.__mro__:
             if cls in self._handlers:
                 return list(self._handlers[cls])
+        return []
+
+    def handlers_for(self, config: Any) -> list[Handler]:
+        """The handlers for ``config``'s type; a ConfigError naming the configs this verb takes otherwise."""
+        found = self.handlers_of(type(config))
+        if found:
+            return found
         names = sorted(c.__name__ for c in self._handlers)
         raise ConfigError(
             f"ss.{self.verb} does not take {type(config).__name__!r}; pass one of: "

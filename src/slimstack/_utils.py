@@ -136,8 +136,12 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_file(target: str | Path, mode: str = "w") -> Iterator:
-    """Open a temporary file next to ``target``; rename it over ``target`` when the block succeeds."""
+def atomic_file(target: str | Path, mode: str = "w", *, permissions: int | None = None) -> Iterator:
+    """Open a temporary file next to ``target``; rename it over ``target`` when the block succeeds.
+
+    Readers see the old file or the whole new one, never a part; a failed block leaves the old file.
+    The file is owner-only (``mkstemp``) unless ``permissions`` (e.g. ``0o644`` for a shared cache) says.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
@@ -146,6 +150,8 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        if permissions is not None:
+            os.chmod(tmp, permissions)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -7,12 +7,14 @@ for names, the closest allowed one.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
-from .errors import ConfigError, close_matches
+from .errors import ConfigError, close_matches, unknown_name
 
-__all__ = ["check_choice", "check_range", "is_number"]
+__all__ = ["Choices", "check_choice", "check_range", "check_tolerance", "is_number"]
+
+T = TypeVar("T")
 
 
 def is_number(value: Any) -> bool:
@@ -29,6 +31,12 @@ def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> None:
                           f"{', '.join(map(repr, allowed))}.{hint}")
 
 
+def check_tolerance(value: Any, field: str = "tolerance") -> None:
+    """A tolerance is a relative quality loss in (0, 1): 0.01 lets the result lose 1 % of the baseline's quality."""
+    if value is not None and not (is_number(value) and 0 < value < 1):
+        raise ConfigError(f"{field}={value!r} must be a relative quality loss in (0, 1), e.g. 0.01 for 1%")
+
+
 def check_range(field: str, value: Any, low: float | None = None, high: float | None = None, *,
                 low_open: bool = False, high_open: bool = False, integer: bool = False, example: str = "") -> None:
     """``field`` must be a finite number (an int with ``integer``) within ``[low, high]`` (open ends as asked)."""
@@ -43,3 +51,62 @@ def check_range(field: str, value: Any, low: float | None = None, high: float | 
         span = f" in {lo or '(-inf'}, {hi or 'inf)'}" if (low is not None or high is not None) else ""
         kind = "an integer" if integer else "a number"
         raise ConfigError(f"{field}={value!r} must be {kind}{span}{'; e.g. ' + example if example else ''}")
+
+
+class Choices(Generic[T]):
+    """A small registry of named options (a loss, an augmentation, a schedule): name -> implementation.
+
+    A config field that names an option is checked with :meth:`check` where the config is written
+    (an unknown name fails with the closest registered one), and the code that runs it looks the name
+    up with ``choices[name]`` instead of an if-chain, so adding an option is one :meth:`register` call.
+
+    Examples
+    --------
+    >>> ACTIVATIONS = Choices("activation")
+    >>> ACTIVATIONS.register("relu", max)
+    <built-in function max>
+    >>> ACTIVATIONS.check("Net.activation", "rleu")
+    Traceback (most recent call last):
+    ...
+    slimstack.errors.ConfigError: Net.activation='rleu' is not one of: relu. Did you mean 'relu'?
+    """
+
+    def __init__(self, what: str):
+        self.what = what
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, item: T | None = None) -> Any:
+        """Add ``item`` under ``name`` (returns it); without ``item``, a decorator that adds what it decorates."""
+        if item is None:
+            def deco(obj: T) -> T:
+                self._items[name] = obj
+                return obj
+
+            return deco
+        self._items[name] = item
+        return item
+
+    def check(self, field: str, value: Any, *, also: Iterable[str] = ()) -> None:
+        """``field`` must name a registered option (or one of ``also``, e.g. ``"auto"``)."""
+        names = [*also, *self._items]
+        if value not in names:
+            hint = close_matches(value, names) if isinstance(value, str) else ""
+            raise ConfigError(f"{field}={value!r} is not one of: {', '.join(names)}.{hint}")
+
+    def __getitem__(self, name: str) -> T:
+        if name not in self._items:
+            raise unknown_name(self.what, name, self._items)
+        return self._items[name]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __repr__(self) -> str:
+        return f"Choices({self.what!r}: {', '.join(self._items)})"
+

@@ -5,14 +5,15 @@ round-trips through ``to_dict``/``config_from_dict`` and a YAML recipe, has a ha
 to a small model of the kind it declares, leaves the input model unchanged (weights and train
 flags), returns a model with the same interface, is deterministic under a seed, records what it did
 and is accepted as a recipe step. A config with no entry in :data:`CASES` fails the suite, so a new
-technique adds one small fixture here.
+technique adds one small fixture here. A config whose handlers split by model kind (distillation
+into a causal LM or into any other module) has one case per kind, named ``"Config[kind]"``, each
+naming the handler the registry must pick.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -23,9 +24,6 @@ import yaml
 
 import slimstack as ss
 from slimstack._config import config_from_dict, registered_configs, registries
-
-# Verbs without a Registry yet, with the engineer adding one; the lead empties this at merge.
-AWAITING_REGISTRY = {"distill": "rd (distill/** becomes Registry('distill'))"}
 
 
 @dataclasses.dataclass
@@ -70,6 +68,7 @@ class Case:
     flat: bool = False  # the model takes (n, 64) rows (scikit-learn)
     lm: bool = False  # a causal LM: outputs are next-token log-probabilities of a fixed text
     recipe: dict[str, Any] = dataclasses.field(default_factory=dict)  # extra recipe-step keys (merge: models/base)
+    handler: str = ""  # the handler class the registry must dispatch to, where a config has several
 
 
 def _mlp(e: Env) -> dict[str, Any]:
@@ -111,7 +110,12 @@ CASES: dict[str, Case] = {
     "QAT": Case(lambda: ss.QAT(epochs=1, seed=0), _mlp, lambda e: {"train": e.train, "calibration": e.train}),
     "DistillConfig": Case(lambda: ss.DistillConfig(epochs=1, lr=1e-3, progress=False, seed=0),
                           lambda e: {"teacher": e.mlp, "student": ss.zoo.digits_mlp(seed=1, hidden=(16,))},
-                          lambda e: {"train": e.train}),
+                          lambda e: {"train": e.train, "val": e.val}, handler="ModuleDistillHandler"),
+    "DistillConfig[causal LM]": Case(
+        lambda: ss.DistillConfig(epochs=1, batch_size=2, lr=1e-3, max_length=32, top_k=16, progress=False, seed=0),
+        lambda e: {"teacher": e.lm, "student": ss.zoo.shrink(e.lm, layers=1)},
+        lambda e: {"train": [_LM_TEXT[i : i + 80] for i in range(0, 240, 40)]}, lm=True,
+        handler="CausalLMDistillHandler"),
     "UniformSoup": Case(lambda: ss.UniformSoup(), lambda e: {"models": e.mlp_tuned}, recipe=_SOUP),
     "GreedySoup": Case(lambda: ss.GreedySoup(), lambda e: {"models": e.mlp_tuned}, lambda e: {"val": e.val},
                        recipe=_SOUP),
@@ -122,19 +126,16 @@ CASES: dict[str, Case] = {
 }
 
 CONFIGS = sorted(registered_configs())
+CASE_NAMES = sorted(CASES)
+
+
+def config_name(case: str) -> str:
+    """The registered config a case runs: ``"DistillConfig[causal LM]"`` -> ``"DistillConfig"``."""
+    return case.split("[")[0]
 
 
 def _verb(kind: str) -> Callable[..., Any]:
     return getattr(ss, kind).__verb__ if hasattr(getattr(ss, kind), "__verb__") else getattr(ss, kind)
-
-
-def _by_meaning(fn: Callable[..., Any], kw: dict[str, Any]) -> dict[str, Any]:
-    """train=/val= for verbs that take them; today's spelling (data=) for those that do not yet (rp, rq)."""
-    params = inspect.signature(fn).parameters
-    out = {}
-    for k, v in kw.items():
-        out[k if k in params else "data"] = v
-    return out
 
 
 def apply(name: str, env: Env) -> tuple[Any, dict[str, Any]]:
@@ -145,8 +146,8 @@ def apply(name: str, env: Env) -> tuple[Any, dict[str, Any]]:
     if cfg.kind == "distill":
         return verb(inputs["teacher"], inputs["student"], cfg, **data), inputs
     if cfg.kind == "merge":
-        return verb(inputs["models"], cfg, base=inputs.get("base"), **_by_meaning(verb, data)), inputs
-    return verb(inputs["model"], cfg, **_by_meaning(verb, data)), inputs
+        return verb(inputs["models"], cfg, base=inputs.get("base"), **data), inputs
+    return verb(inputs["model"], cfg, **data), inputs
 
 
 def model_of(result: Any) -> Any:
@@ -154,16 +155,9 @@ def model_of(result: Any) -> Any:
 
 
 def records_of(result: Any) -> list[Any]:
-    """Today's record shapes; after the Result merges (rp, rq, rd) this is just ``result.records``."""
-    if isinstance(result, ss._result.Result) and result.records:
+    """The result's per-layer records (a merged model returned bare carries its record as ``merge_record_``)."""
+    if isinstance(result, ss._result.Result):
         return result.records
-    rec = getattr(result, "record", None)
-    if isinstance(rec, list):  # PruneResult
-        return rec
-    if hasattr(rec, "layers"):  # QuantResult's QuantRecord
-        return rec.layers
-    if hasattr(result, "history"):  # DistillResult: one entry per epoch
-        return result.history
     return list((getattr(result, "merge_record_", None) or {}).items())  # merged model
 
 
@@ -215,9 +209,12 @@ def runs(name: str, env: Env) -> dict[str, Any]:
 
 
 def test_every_registered_config_has_a_fixture():
-    missing = [n for n in CONFIGS if n not in CASES]
+    covered = {config_name(c) for c in CASES}
+    missing = [n for n in CONFIGS if n not in covered]
     assert not missing, f"add a Case for {missing} to tests/contract/test_registries.py (a small config + model)"
-    assert set(CASES) <= set(CONFIGS), f"fixtures for unregistered configs: {sorted(set(CASES) - set(CONFIGS))}"
+    assert covered <= set(CONFIGS), f"fixtures for unregistered configs: {sorted(covered - set(CONFIGS))}"
+    for case in CASES:
+        assert type(CASES[case].config()).__name__ == config_name(case), case
 
 
 def test_registries_cover_every_config_kind():
@@ -225,7 +222,14 @@ def test_registries_cover_every_config_kind():
     for verb, reg in regs.items():
         assert reg.verb == verb and list(reg.configs()), f"registry {verb!r} has no configs"
     kinds = {registered_configs()[n].kind for n in CONFIGS}
-    assert kinds <= set(regs) | set(AWAITING_REGISTRY), f"config kinds with no registry: {kinds - set(regs)}"
+    assert kinds <= set(regs), f"config kinds with no registry: {kinds - set(regs)}"
+    for verb in ("prune", "quantize", "distill", "merge"):
+        assert verb in regs, f"ss.{verb} has no registry"
+
+
+def test_every_distill_handler_has_a_case():
+    handlers = {type(h).__name__ for h in registries()["distill"].handlers_for(ss.DistillConfig())}
+    assert handlers == {CASES[c].handler for c in CASES if config_name(c) == "DistillConfig"}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -258,13 +262,10 @@ def test_config_is_accepted_as_a_recipe_step(name, tmp_path):
     assert (parsed["config"] if cfg.kind == "merge" else parsed) == cfg
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", CASE_NAMES)
 def test_a_handler_exists_and_applies_to_its_model(name, env):
     cfg = CASES[name].config()
     regs = registries()
-    if cfg.kind not in regs:
-        assert cfg.kind in AWAITING_REGISTRY and callable(_verb(cfg.kind))
-        return
     handlers = regs[cfg.kind].handlers_for(cfg)
     assert handlers, f"no handler for {name}"
     inputs = CASES[name].inputs(env)
@@ -272,16 +273,18 @@ def test_a_handler_exists_and_applies_to_its_model(name, env):
     model = inputs["models"] if "models" in inputs else inputs.get("model", inputs.get("student"))
     handler = regs[cfg.kind].dispatch(cfg, model)
     assert handler in handlers
+    if CASES[name].handler:
+        assert type(handler).__name__ == CASES[name].handler
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", CASE_NAMES)
 def test_input_model_is_unchanged(name, env):
     r = runs(name, env)
     for key, before in r["before"].items():
         assert same(before, r["after"][key]), f"{name} changed its input {key!r}"
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", CASE_NAMES)
 def test_output_keeps_the_interface(name, env):
     case, r = CASES[name], runs(name, env)
     inputs = case.inputs(env)
@@ -294,7 +297,7 @@ def test_output_keeps_the_interface(name, env):
         assert set(np.unique(got)) <= set(reference.classes_)
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", CASE_NAMES)
 def test_deterministic_under_a_seed(name, env):
     case, r = CASES[name], runs(name, env)
     a, b = (outputs(model_of(r["first"]), env, case.flat, case.lm),
@@ -302,10 +305,15 @@ def test_deterministic_under_a_seed(name, env):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", CASE_NAMES)
 def test_records_are_present(name, env):
     result = runs(name, env)["first"]
     assert records_of(result), f"{name} returned no records"
     d = result.to_dict() if hasattr(result, "to_dict") else None
     if isinstance(result, ss._result.Result):
         assert d["verb"] == CASES[name].config().kind and d["records"]
+        assert all(isinstance(r, ss._result.LayerRecord) and r.action and r.layer for r in result.records)
+    if CASES[name].config().kind == "distill":  # what was trained, and the verb's extra: the history
+        assert {r.action for r in result.records} <= {"trained", "frozen", "dropped"}
+        assert "trained" in {r.action for r in result.records}
+        assert d["history"] and d["history"][-1]["epoch"] == 1 and d["summary"]["steps"] > 0

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 import slimstack as ss
+from slimstack import _training as _trainer
+from slimstack._training import _schedule
 from slimstack.distill import Trainer, TrainSettings
-from slimstack.distill import _trainer
-from slimstack.distill._trainer import _schedule
 
 from .conftest import state_equal
 

@@ -173,6 +173,16 @@ def test_soups_of_finetuned_models_keep_quality(finetuned):
     assert _acc(tuned, val) == pytest.approx(max(tuned.merge_record_["scaling_scores"].values()))
 
 
+
+def test_val_is_the_validation_keyword_and_data_its_older_name(finetuned):
+    start, members, val, test = finetuned
+    by_val = ss.merge(members, "greedy_soup", val=val)
+    by_data = ss.merge(members, "greedy_soup", data=val)
+    assert by_val.merge_record_["greedy_soup"] == by_data.merge_record_["greedy_soup"]
+    assert all(torch.equal(p, q) for p, q in zip(by_val.parameters(), by_data.parameters()))
+    with pytest.raises(ss.ConfigError, match="both val= and data=.*pass only val="):
+        ss.merge(members, "greedy_soup", val=val, data=val)
+
 # -- sklearn MLPs ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sk_mlps():

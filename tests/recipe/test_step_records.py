@@ -7,7 +7,7 @@ import torch
 import slimstack as ss
 from slimstack.recipe import STEP_KINDS
 from slimstack.recipe._record import step_record
-from slimstack.recipe._steps import STEPS, StepContext, parse_step, run_step, verb_kwargs
+from slimstack.recipe._steps import STEPS, StepContext, parse_step, run_step
 from slimstack.report import record_actions
 
 
@@ -58,20 +58,6 @@ def test_one_step_registry_lists_every_kind_in_order():
     assert tuple(STEPS) == STEP_KINDS == ("prune", "distill", "quantize", "ensemble", "cascade", "merge", "compile")
     with pytest.raises(ss.ConfigError, match=r"unknown step 'prun'.*prune"):
         parse_step("prun", {})
-
-
-def test_verbs_get_data_by_meaning_under_the_names_they_take():
-    def new(model, config, *, train=None, val=None):
-        ...
-
-    def old(model, config, *, data=None, val=None):
-        ...
-
-    t, v = object(), object()
-    assert verb_kwargs(new, {"train": "data"}, train=t, val=v) == {"train": t, "val": v}
-    assert verb_kwargs(old, {"train": "data"}, train=t, val=v) == {"data": t, "val": v}
-    with pytest.raises(TypeError, match="calibration"):
-        verb_kwargs(old, {}, calibration=t)
 
 
 def test_step_record_reads_a_result_and_the_older_shapes():

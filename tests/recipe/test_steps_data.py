@@ -91,8 +91,8 @@ def test_merge_step_merges_the_models_named_in_the_recipe(soup_models, monkeypat
     ctx = StepContext(original=base, train=train, val=val, test=test, example_inputs=None)
     kind, fields = recipe.step_list()[0]
     merged, record = run_step(kind, fields, tuned[0], ctx)
-    assert calls and calls[0]["data"] is val  # chooses (soup order, scaling) on the validation split only
-    expected = real(tuned, method, base=base if extra else None, data=val, **params)
+    assert calls and calls[0]["val"] is val  # chooses (soup order, scaling) on the validation split only
+    expected = real(tuned, method, base=base if extra else None, val=val, **params)
     for p, q in zip(merged.parameters(), expected.parameters()):
         assert torch.allclose(p, q)
     assert record["method"] == method and set(record["models"]) == {"a", "b"}

@@ -141,10 +141,7 @@ def _allow_nan(est) -> bool:
 @register_format("compiled")
 class CompiledFormat:
     priority = 20
-
-    @staticmethod
-    def can_save(obj: Any) -> bool:
-        return isinstance(obj, CompiledModel)
+    saves = (CompiledModel,)
 
     @staticmethod
     def save(obj: CompiledModel, directory: Path) -> dict[str, Any]:

@@ -10,15 +10,27 @@ seeded generator in, a new batch out; the objective calls them and runs the teac
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import torch
 
+from .._validate import Choices
 from ..errors import DataError
 
-__all__ = ["AUGMENTS", "augment_batch", "LABEL_PRESERVING"]
+__all__ = ["AUGMENTS", "Augment", "augment_batch"]
 
-AUGMENTS = ("none", "shift", "noise", "mixup")
-# Augmentations after which the row's hard label still holds (mixup blends two classes).
-LABEL_PRESERVING = ("none", "shift", "noise")
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """One ``DistillConfig.augment`` option: ``apply(x, generator, scale, feature_std) -> new batch``.
+
+    ``keeps_labels`` says whether a row's hard label still holds after it (mixup blends two classes,
+    so its batches use the distillation loss alone).
+    """
+
+    apply: Callable[..., torch.Tensor]
+    keeps_labels: bool = True
 
 
 def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator, *, scale: float = 0.1,
@@ -27,7 +39,7 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator, *, sca
 
     Parameters
     ----------
-    kind : {"none", "shift", "noise", "mixup"}
+    kind : {"none", "shift", "noise", "mixup"} or another name registered in :data:`AUGMENTS`
         ``"shift"``: each image (``(n, c, h, w)`` or ``(n, h, w)``) moves by a random -1, 0 or +1
         pixel along each axis, padded with zeros. ``"noise"``: Gaussian noise with standard
         deviation ``scale * feature_std`` (per feature; ``scale`` alone without it). ``"mixup"``:
@@ -42,28 +54,39 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator, *, sca
     >>> augment_batch(torch.zeros(4, 1, 8, 8), "shift", g).shape
     torch.Size([4, 1, 8, 8])
     """
-    if kind == "none":
-        return x
+    return AUGMENTS[kind].apply(x, generator, scale, feature_std)
+
+
+def _shift(x: torch.Tensor, generator: torch.Generator, scale: float, feature_std: torch.Tensor | None) -> torch.Tensor:
+    if x.dim() < 3:
+        raise DataError(
+            f"augment='shift' moves images by a pixel, but the inputs have shape {tuple(x.shape)} "
+            "(no height and width axes); use augment='noise' for tabular features"
+        )
+    n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    d = torch.randint(0, 3, (n, 2), generator=generator)  # offset into the padded image: 0, 1, 2
+    rows = torch.arange(h).view(1, h, 1) + d[:, 0].view(n, 1, 1)
+    cols = torch.arange(w).view(1, 1, w) + d[:, 1].view(n, 1, 1)
+    b = torch.arange(n).view(n, 1, 1)
+    moved = padded.movedim((-2, -1), (1, 2))[b, rows, cols]  # (n, h, w, *channels)
+    return moved.movedim((1, 2), (-2, -1)).contiguous()
+
+
+def _noise(x: torch.Tensor, generator: torch.Generator, scale: float, feature_std: torch.Tensor | None) -> torch.Tensor:
+    std = scale if feature_std is None else scale * feature_std
+    return x + torch.randn(x.shape, generator=generator, dtype=x.dtype) * std
+
+
+def _mixup(x: torch.Tensor, generator: torch.Generator, scale: float, feature_std: torch.Tensor | None) -> torch.Tensor:
     n = x.shape[0]
-    if kind == "shift":
-        if x.dim() < 3:
-            raise DataError(
-                f"augment='shift' moves images by a pixel, but the inputs have shape {tuple(x.shape)} "
-                "(no height and width axes); use augment='noise' for tabular features"
-            )
-        h, w = x.shape[-2], x.shape[-1]
-        padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
-        d = torch.randint(0, 3, (n, 2), generator=generator)  # offset into the padded image: 0, 1, 2
-        rows = torch.arange(h).view(1, h, 1) + d[:, 0].view(n, 1, 1)
-        cols = torch.arange(w).view(1, 1, w) + d[:, 1].view(n, 1, 1)
-        b = torch.arange(n).view(n, 1, 1)
-        moved = padded.movedim((-2, -1), (1, 2))[b, rows, cols]  # (n, h, w, *channels)
-        return moved.movedim((1, 2), (-2, -1)).contiguous()
-    if kind == "noise":
-        std = scale if feature_std is None else scale * feature_std
-        return x + torch.randn(x.shape, generator=generator, dtype=x.dtype) * std
-    if kind == "mixup":
-        lam = torch.rand(n, generator=generator, dtype=x.dtype).view(n, *([1] * (x.dim() - 1)))
-        partner = torch.randperm(n, generator=generator)
-        return lam * x + (1.0 - lam) * x[partner]
-    raise DataError(f"unknown augmentation {kind!r}; use one of: {', '.join(AUGMENTS)}")
+    lam = torch.rand(n, generator=generator, dtype=x.dtype).view(n, *([1] * (x.dim() - 1)))
+    partner = torch.randperm(n, generator=generator)
+    return lam * x + (1.0 - lam) * x[partner]
+
+
+AUGMENTS: Choices[Augment] = Choices("augmentation")
+AUGMENTS.register("none", Augment(lambda x, generator, scale, feature_std: x))
+AUGMENTS.register("shift", Augment(_shift))
+AUGMENTS.register("noise", Augment(_noise))
+AUGMENTS.register("mixup", Augment(_mixup, keeps_labels=False))

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from .._config import Config, register_config
+from .._training import OPTIMIZERS, SCHEDULES
+from .._validate import is_number
 from ..errors import ConfigError
 from ._augment import AUGMENTS
+from ._losses import FEATURE_LOSSES, OUTPUT_LOSSES
 
-__all__ = ["DistillConfig", "LOSSES", "FEATURE_LOSSES", "OPTIMIZERS", "SCHEDULES"]
-
-LOSSES = ("auto", "kd", "mse", "cosine", "cosine+mse")
-FEATURE_LOSSES = ("mse", "cosine")
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "linear", "constant")
+__all__ = ["DistillConfig"]
 
 
 @register_config
@@ -25,7 +22,8 @@ class DistillConfig(Config):
     Parameters
     ----------
     loss : {"auto", "kd", "mse", "cosine", "cosine+mse"}
-        What the student's outputs are matched against the teacher's with. ``"kd"`` is Hinton's
+        What the student's outputs are matched against the teacher's with (the names registered in
+        ``slimstack.distill.losses.OUTPUT_LOSSES``). ``"kd"`` is Hinton's
         knowledge distillation (KL divergence of temperature-softened outputs, scaled by T^2);
         ``"mse"``/``"cosine"`` suit regression outputs and embeddings. ``"auto"`` picks ``"kd"`` for
         classifiers, ``"cosine"`` for sentence encoders (their embeddings are unit vectors, where MSE
@@ -42,15 +40,19 @@ class DistillConfig(Config):
     feature_weight, feature_loss
         Weight and kind (``"mse"`` | ``"cosine"``) of the feature loss.
     lr : float or "auto"
-        Peak learning rate. ``"auto"`` (the default) picks it per student by a short range test:
-        each of 1e-3, 3e-3, 1e-2 and 3e-2 trains a copy of the student from the same start for a
-        twentieth of the run's steps (25 to 100), and the one with the lowest loss on training rows
-        wins (``record["lr"]`` and ``record["lr_range_test"]`` say what was tried). One fixed rate
-        cannot suit every student: a 64-24-10 MLP distilled at 1e-3 for 30 epochs stayed below the
-        same MLP trained on labels alone. Sentence-encoder students take 1e-4 instead (a range test
-        would cost as much as their training).
+        Peak learning rate. ``"auto"`` (the default) picks it per student by a short range test
+        with successive halving: each of 1e-3, 3e-3, 1e-2, 3e-2 and 1e-1 trains a copy of the
+        student from the same start for a twentieth of the run's steps (25 to 100), the 3 with the
+        lowest loss on training rows train as many steps again, and the lowest loss after that
+        wins, so a rate that only starts fastest is not chosen (``record["lr"]`` and
+        ``record["lr_range_test"]`` say what was tried). One fixed rate cannot suit every student: a
+        64-24-10 MLP distilled at 1e-3 for 30 epochs stayed below the same MLP trained on labels
+        alone. Sentence-encoder students take 1e-4 instead, causal LMs 5e-5 (a range test would cost
+        as much as their training).
     epochs, batch_size, weight_decay, optimizer, schedule, warmup, grad_clip
-        The training loop. ``batch_size`` is the global batch: under ``torchrun`` each of the
+        The training loop (the one every slimstack technique trains with). ``optimizer`` is
+        ``"adamw"`` or ``"sgd"``, ``schedule`` ``"cosine"``, ``"linear"``, ``"constant"`` or
+        ``"epoch_cosine"`` (cosine stepped once an epoch). ``batch_size`` is the global batch: under ``torchrun`` each of the
         ``WORLD_SIZE`` processes takes ``batch_size / WORLD_SIZE`` rows. ``warmup`` is the share of
         steps with a linearly rising learning rate.
     max_steps : int, optional
@@ -125,12 +127,12 @@ class DistillConfig(Config):
     progress: bool = True
 
     def validate(self) -> None:
-        _choice("loss", self.loss, LOSSES)
-        _choice("feature_loss", self.feature_loss, FEATURE_LOSSES)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("augment", self.augment, AUGMENTS)
-        if not _finite(self.augment_scale) or self.augment_scale <= 0:
+        OUTPUT_LOSSES.check("DistillConfig.loss", self.loss, also=("auto",))
+        FEATURE_LOSSES.check("DistillConfig.feature_loss", self.feature_loss)
+        OPTIMIZERS.check("DistillConfig.optimizer", self.optimizer)
+        SCHEDULES.check("DistillConfig.schedule", self.schedule)
+        AUGMENTS.check("DistillConfig.augment", self.augment)
+        if not is_number(self.augment_scale) or self.augment_scale <= 0:
             raise ConfigError(
                 f"DistillConfig.augment_scale={self.augment_scale!r} must be a number > 0 "
                 "(noise std as a share of each feature's std); e.g. augment_scale=0.1"
@@ -141,12 +143,12 @@ class DistillConfig(Config):
                 "cover the unaugmented training rows only, while augmentation needs the teacher on every new "
                 "batch; drop cache_dir (the teacher then runs on the fly) or set augment='none'"
             )
-        if not _finite(self.temperature) or self.temperature <= 0:
+        if not is_number(self.temperature) or self.temperature <= 0:
             raise ConfigError(
                 f"DistillConfig.temperature={self.temperature!r} must be a number > 0; "
                 "1.0 leaves the outputs as they are, 2 to 8 is typical for knowledge distillation"
             )
-        if not _finite(self.alpha) or not 0.0 <= self.alpha <= 1.0:
+        if not is_number(self.alpha) or not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(
                 f"DistillConfig.alpha={self.alpha!r} must lie in [0, 1] (the weight of the "
                 "distillation loss; 1 - alpha weights the hard labels); use e.g. alpha=0.5"
@@ -159,16 +161,16 @@ class DistillConfig(Config):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"DistillConfig.{name}={value!r} must be a positive integer or None")
-        if self.lr != "auto" and (not _finite(self.lr) or self.lr <= 0):
+        if self.lr != "auto" and (not is_number(self.lr) or self.lr <= 0):
             raise ConfigError(f"DistillConfig.lr={self.lr!r} must be 'auto' or a number > 0, e.g. 1e-3 (small nets) "
                               "or 5e-5 (transformers)")
-        if not _finite(self.weight_decay) or self.weight_decay < 0:
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
             raise ConfigError(f"DistillConfig.weight_decay={self.weight_decay!r} must be >= 0")
-        if not _finite(self.feature_weight) or self.feature_weight < 0:
+        if not is_number(self.feature_weight) or self.feature_weight < 0:
             raise ConfigError(f"DistillConfig.feature_weight={self.feature_weight!r} must be >= 0")
-        if not _finite(self.warmup) or not 0.0 <= self.warmup < 1.0:
+        if not is_number(self.warmup) or not 0.0 <= self.warmup < 1.0:
             raise ConfigError(f"DistillConfig.warmup={self.warmup!r} is a share of the steps; use a value in [0, 1)")
-        if self.grad_clip is not None and (not _finite(self.grad_clip) or self.grad_clip <= 0):
+        if self.grad_clip is not None and (not is_number(self.grad_clip) or self.grad_clip <= 0):
             raise ConfigError(f"DistillConfig.grad_clip={self.grad_clip!r} must be > 0 or None (no clipping)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"DistillConfig.seed={self.seed!r} must be an integer")
@@ -184,11 +186,3 @@ class DistillConfig(Config):
         object.__setattr__(self, "features", tuple(tuple(p) if isinstance(p, list) else p for p in self.features))
         super().__post_init__()
 
-
-def _choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"DistillConfig.{field}={value!r} is not one of: {', '.join(allowed)}")
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -8,37 +8,34 @@ probability is ``1 - sum(top-k)`` and whose student probability is the student's
 teacher's top-k. The loss is the exact KL between these two (k+1)-outcome distributions, a lower
 bound of the full KL that equals it when k covers the vocabulary (``top_k >= vocab``).
 
-Training reuses the generic :class:`~slimstack.distill._trainer.Trainer`: checkpoints, resume,
-early stopping on the validation KL and ``torchrun`` DDP work as for every other student.
+:class:`CausalLMDistillHandler` is chosen by the distill registry when the student is a causal LM.
+Training runs in the shared loop (``slimstack._training.Trainer``): checkpoints, resume, early
+stopping on the validation KL and ``torchrun`` DDP work as for every other student.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._arch import is_causal_lm
+from .._config import Request
+from .._training import world
 from .._utils import seed_everything, threads
-from ..errors import DataError, ModelError
+from ..errors import ConfigError, DataError, ModelError
 from ._config import DistillConfig
 from ._lm_cache import TopK, model_fingerprint, teacher_topk, windows_hash
-from ._trainer import Trainer, TrainSettings, fingerprint, world
+from ._registry import REGISTRY, DistillHandler, barrier
 
-__all__ = ["distill_lm", "is_causal_lm", "topk_kl", "lm_windows", "LM_LR", "LM_WINDOW"]
+__all__ = ["CausalLMDistillHandler", "topk_kl", "lm_windows", "LM_LR", "LM_WINDOW"]
 
 LM_LR = 5e-5  # lr="auto" for causal-LM students: a range test would cost as much as the run
 LM_WINDOW = 256  # tokens per training window when neither max_length nor the dataset's window says
-
-
-def is_causal_lm(model: Any) -> bool:
-    from ..llm import CausalLM
-
-    return isinstance(model, CausalLM)
 
 
 def topk_kl(student_logits: torch.Tensor, t_logp: torch.Tensor, t_idx: torch.Tensor, mask: torch.Tensor,
@@ -145,62 +142,60 @@ class LMObjective(nn.Module):
         return -total / max(count, 1.0)
 
 
+@REGISTRY.register(DistillConfig)
+class CausalLMDistillHandler(DistillHandler):
+    """Next-token logit distillation between causal LMs on unlabelled text (top-k KL with a tail bucket)."""
+
+    def applies_to(self, student: Any) -> str | None:
+        if not is_causal_lm(student):
+            return "the causal-LM handler takes slimstack CausalLM students"
+        if not isinstance(student, nn.Module):
+            return (f"a {type(student).__name__} runs a quantized file and cannot be trained; distill into the float "
+                    "CausalLM and quantize the student afterwards")
+        return None
+
+    def run(self, student: Any, config: DistillConfig, request: Request) -> Any:
+        teacher = request.options.get("teacher")
+        _check_pair(teacher, student)
+        if config.features or config.augment != "none":
+            raise ConfigError("causal-LM distillation matches next-token logits only; drop DistillConfig.features "
+                              "and set augment='none'")
+        ids, mask = lm_windows(request.train, student, config.max_length, "train")
+        val_w = lm_windows(request.val, student, config.max_length, "val") if request.val is not None else None
+        student = copy.deepcopy(student)  # the caller's model is never trained
+        k = student.vocab_size if config.top_k is None else min(int(config.top_k), student.vocab_size)
+        rank, world_size = world()
+        wait = barrier(world_size)
+        t0 = time.perf_counter()
+        with threads(config.threads):
+            seed_everything(config.seed)
+            targets, info = teacher_topk(teacher, ids, mask, k=k, temperature=config.temperature,
+                                         cache_dir=config.cache_dir, rank=rank, barrier=wait)
+            val_targets = None
+            if val_w is not None:
+                val_targets, _ = teacher_topk(teacher, *val_w, k=k, temperature=config.temperature,
+                                              cache_dir=config.cache_dir, rank=rank, barrier=wait)
+            summary: dict[str, Any] = {"teacher_output": "lm-topk", **info, "tail_bucket": k < student.vocab_size,
+                                       "temperature": config.temperature, "windows": int(len(ids)),
+                                       "window_tokens": int(ids.shape[1]), "tokens": int(mask.sum()),
+                                       "teacher_seconds": round(time.perf_counter() - t0, 3)}
+            objective = LMObjective(student, ids, mask, targets, config.temperature)
+            evaluate = None
+            if val_targets is not None:
+                evaluate = lambda: objective.score(*val_w, val_targets, config.batch_size)  # noqa: E731
+            identity = (windows_hash(ids, mask), world_size, model_fingerprint(student), model_fingerprint(teacher))
+            history, trained = self.fit(objective, len(ids), config, request,
+                                        lr=LM_LR if config.lr == "auto" else config.lr, identity=identity,
+                                        evaluate=evaluate)
+        summary.update(loss="kd-topk", **trained, rows=int(len(ids)))
+        return self.result(student, history, summary, t0)
+
+
 def _check_pair(teacher: Any, student: Any) -> None:
-    if not is_causal_lm(teacher):
+    if not (is_causal_lm(teacher) and isinstance(teacher, nn.Module)):
         raise ModelError(f"the student is a causal LM, so the teacher must be one too (a slimstack CausalLM); got "
                          f"{type(teacher).__name__}")
-    if not is_causal_lm(student):
-        raise ModelError(f"the teacher is a causal LM, so the student must be one too, e.g. "
-                         f"ss.zoo.shrink(teacher, layers=...); got {type(student).__name__}")
     if teacher.vocab_size != student.vocab_size:
         raise ModelError(f"the teacher's vocabulary has {teacher.vocab_size} tokens but the student's has "
                          f"{student.vocab_size}; logit distillation compares them token by token, so use a student "
                          "with the teacher's tokenizer and vocabulary (ss.zoo.shrink keeps them)")
-
-
-def distill_lm(teacher: Any, student: Any, config: DistillConfig, *, train: Any, val: Any = None,
-               on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> Any:
-    """``ss.distill`` when teacher and student are causal LMs (called by ``distill._api.distill``)."""
-    from ._api import _RUN_ONLY, DistillResult, _barrier
-
-    _check_pair(teacher, student)
-    if config.features or config.augment != "none":
-        from ..errors import ConfigError
-
-        raise ConfigError("causal-LM distillation matches next-token logits only; drop DistillConfig.features and "
-                          "set augment='none'")
-    ids, mask = lm_windows(train, student, config.max_length, "train")
-    val_w = lm_windows(val, student, config.max_length, "val") if val is not None else None
-    student = copy.deepcopy(student)  # the caller's model is never trained
-    k = student.vocab_size if config.top_k is None else min(int(config.top_k), student.vocab_size)
-    rank, world_size = world()
-    barrier = _barrier() if world_size > 1 else None
-    t0 = time.perf_counter()
-    with threads(config.threads):
-        seed_everything(config.seed)
-        targets, info = teacher_topk(teacher, ids, mask, k=k, temperature=config.temperature,
-                                     cache_dir=config.cache_dir, rank=rank, barrier=barrier)
-        val_targets = None
-        if val_w is not None:
-            val_targets, _ = teacher_topk(teacher, *val_w, k=k, temperature=config.temperature,
-                                          cache_dir=config.cache_dir, rank=rank, barrier=barrier)
-        record: dict[str, Any] = {"teacher_output": "lm-topk", **info, "tail_bucket": k < student.vocab_size,
-                                  "temperature": config.temperature, "windows": int(len(ids)),
-                                  "window_tokens": int(ids.shape[1]), "tokens": int(mask.sum()),
-                                  "teacher_seconds": round(time.perf_counter() - t0, 3)}
-        objective = LMObjective(student, ids, mask, targets, config.temperature)
-        evaluate = None
-        if val_targets is not None:
-            evaluate = lambda: objective.score(*val_w, val_targets, config.batch_size)  # noqa: E731
-        lr = LM_LR if config.lr == "auto" else config.lr
-        settings = TrainSettings.from_config(
-            config, lr=lr,
-            fingerprint=fingerprint({k_: v for k_, v in config.to_dict()["data"].items() if k_ not in _RUN_ONLY},
-                                    windows_hash(ids, mask), world_size, model_fingerprint(student),
-                                    model_fingerprint(teacher)))
-        seed_everything(config.seed)
-        trainer = Trainer(objective, len(ids), settings, evaluate=evaluate, on_epoch_end=on_epoch_end)
-        history = trainer.fit()
-    student.eval()
-    record.update(loss="kd-topk", **trainer.record, rows=int(len(ids)), total_seconds=round(time.perf_counter() - t0, 3))
-    return DistillResult(model=student, history=history, record=record)

@@ -13,8 +13,6 @@ computes and writes; the other ranks wait at the barrier and read.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelError
+from ._cache import cached, read_tensors, write_tensors
 
 __all__ = ["TopK", "teacher_topk", "windows_hash"]
 
@@ -81,51 +80,19 @@ def teacher_topk(teacher: torch.nn.Module, windows: torch.Tensor, mask: torch.Te
     key = hashlib.sha256(f"lm-topk|{model_fingerprint(teacher)}|{windows_hash(windows, mask)}|{k}|"
                          f"{float(temperature)!r}".encode()).hexdigest()
     path = Path(cache_dir) / f"lm-teacher-{key[:24]}.safetensors"
-    info["cache"] = str(path)
-    if rank != 0 and barrier is not None:
-        barrier()
-    if path.exists():
-        got = _read(path, key, tuple(windows.shape), k)
-        if got is not None:
-            info["cache_hit"] = True
-            if rank == 0 and barrier is not None:
-                barrier()
-            return got, info
-    targets = _run_teacher(teacher, windows, mask, k, temperature, batch_size)
-    info["cache_hit"] = False
-    if rank == 0:
-        _write(path, key, targets)
-        if barrier is not None:
-            barrier()
+    targets = cached(path, info, read=lambda p: _read(p, key, tuple(windows.shape), k),
+                     compute=lambda: _run_teacher(teacher, windows, mask, k, temperature, batch_size),
+                     write=lambda p, t: write_tensors(p, key, {"logp": t.logp, "idx": t.idx.to(torch.int32)},
+                                                      kind="lm-topk"),  # ids fit int32: half the file
+                     rank=rank, barrier=barrier)
     return targets, info
 
 
 def _read(path: Path, key: str, shape: tuple[int, int], k: int) -> TopK | None:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as fh:
-        if (fh.metadata() or {}).get("key") != key:
-            return None
-        logp, idx = fh.get_tensor("logp"), fh.get_tensor("idx")
+    got = read_tensors(path, key)
+    if got is None:
+        return None
+    logp, idx = got["logp"], got["idx"]
     if tuple(logp.shape) != (*shape, k) or logp.shape != idx.shape:
         return None
     return TopK(logp.float(), idx.to(torch.int64))
-
-
-def _write(path: Path, key: str, t: TopK) -> None:
-    from safetensors.torch import save
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Ids fit int32 for any real vocabulary; halves the file.
-    blob = save({"logp": t.logp, "idx": t.idx.to(torch.int32)}, metadata={"key": key, "kind": "lm-topk"})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

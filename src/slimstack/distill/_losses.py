@@ -2,14 +2,23 @@
 
 Teacher targets are passed as logits; a teacher that only gives probabilities (an ensemble, a
 scikit-learn model) is passed as ``log(p)``, which softmax maps back to ``p``.
+
+The names ``DistillConfig.loss`` and ``DistillConfig.feature_loss`` accept are the small registries
+:data:`OUTPUT_LOSSES` and :data:`FEATURE_LOSSES`; register another loss there to make it a valid name.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["kd_loss", "hinton_loss", "mse_loss", "cosine_loss", "embedding_loss", "feature_loss"]
+from .._validate import Choices
+
+__all__ = ["FEATURE_LOSSES", "OUTPUT_LOSSES", "OutputLoss", "cosine_loss", "embedding_loss", "feature_loss",
+           "hinton_loss", "kd_loss", "mse_loss"]
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -85,11 +94,52 @@ def feature_loss(
         teacher_feat = teacher_feat.permute(0, 2, 3, 1)
     if projection is not None:
         student_feat = projection(student_feat)
-    if kind == "cosine":
-        per = 1.0 - F.cosine_similarity(student_feat, teacher_feat, dim=-1)
-    else:
-        per = ((student_feat - teacher_feat) ** 2).mean(-1)
+    per = FEATURE_LOSSES[kind](student_feat, teacher_feat)
     if mask is not None and per.dim() == 2 and mask.shape == per.shape:
         m = mask.to(per.dtype)
         return (per * m).sum() / m.sum().clamp(min=1.0)
     return per.mean()
+
+
+# Feature losses: (student features, teacher features) -> the loss at every position (last axis reduced).
+FEATURE_LOSSES: Choices[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Choices("feature loss")
+FEATURE_LOSSES.register("mse", lambda s, t: ((s - t) ** 2).mean(-1))
+FEATURE_LOSSES.register("cosine", lambda s, t: 1.0 - F.cosine_similarity(s, t, dim=-1))
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputLoss:
+    """One way to match the student's outputs to the teacher's (a ``DistillConfig.loss`` name).
+
+    ``compute(out, target, labels, temperature, alpha, task) -> {"loss", <parts>}``; ``labels`` is
+    None for unlabelled rows. ``outputs`` are the teacher outputs (``"logits"``, ``"embedding"``,
+    ``"value"``) it can match, described by ``needs`` in the error otherwise; ``loss="auto"`` picks
+    the loss whose ``natural_for`` holds the teacher's output.
+    """
+
+    compute: Callable[..., dict[str, torch.Tensor]]
+    outputs: tuple[str, ...] = ("logits", "embedding", "value")
+    natural_for: tuple[str, ...] = ()
+    needs: str = ""
+
+
+def _matched(kind: str) -> Callable[..., dict[str, torch.Tensor]]:
+    """Embedding/value matching; regression labels add ``(1 - alpha)`` of the squared error to them."""
+
+    def compute(out, target, labels, temperature, alpha, task):
+        parts = embedding_loss(out, target, kind)
+        if labels is not None and task == "regression" and alpha < 1.0:
+            hard = mse_loss(out.reshape(labels.shape), labels)
+            parts = {**parts, "loss": alpha * parts["loss"] + (1.0 - alpha) * hard, "hard": hard}
+        return parts
+
+    return compute
+
+
+OUTPUT_LOSSES: Choices[OutputLoss] = Choices("distillation loss")
+OUTPUT_LOSSES.register("kd", OutputLoss(
+    lambda out, target, labels, temperature, alpha, task: hinton_loss(out, target, labels, temperature, alpha),
+    outputs=("logits",), natural_for=("logits",), needs="class logits"))
+OUTPUT_LOSSES.register("mse", OutputLoss(_matched("mse"), natural_for=("value",)))
+OUTPUT_LOSSES.register("cosine", OutputLoss(_matched("cosine"), natural_for=("embedding",)))
+OUTPUT_LOSSES.register("cosine+mse", OutputLoss(_matched("cosine+mse")))

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ConfigError, ModelError, ShapeError, unknown_name
 from . import _losses as L
-from ._augment import LABEL_PRESERVING, augment_batch
+from ._augment import AUGMENTS, augment_batch
 from ._config import DistillConfig
 from ._data import Rows, tokenize
 from ._teachers import ModuleTeacher, Teacher
@@ -25,14 +25,15 @@ __all__ = ["DistillObjective", "resolve_loss"]
 
 
 def resolve_loss(config: DistillConfig, teacher: Teacher) -> str:
-    """The loss kind to use: ``config.loss``, or the natural one for the teacher's outputs."""
-    natural = {"logits": "kd", "embedding": "cosine", "value": "mse"}[teacher.output]
+    """The loss name to use: ``config.loss``, or (``"auto"``) the natural one for the teacher's outputs."""
+    natural = next(name for name in L.OUTPUT_LOSSES if teacher.output in L.OUTPUT_LOSSES[name].natural_for)
     if config.loss == "auto":
         return natural
-    if config.loss == "kd" and teacher.output != "logits":
+    loss = L.OUTPUT_LOSSES[config.loss]
+    if teacher.output not in loss.outputs:
         raise ConfigError(
-            f"DistillConfig.loss='kd' needs class logits, but the teacher gives {teacher.output}s; "
-            f"use loss={natural!r} (or 'auto')"
+            f"DistillConfig.loss={config.loss!r} needs {loss.needs or ' or '.join(loss.outputs)}, but the teacher "
+            f"gives {teacher.output}s; use loss={natural!r} (or 'auto')"
         )
     return config.loss
 
@@ -48,6 +49,7 @@ class DistillObjective(nn.Module):
         self.targets = targets  # None: run the teacher live (needed for feature matching)
         self.config = config
         self.loss_kind = loss
+        self._loss = L.OUTPUT_LOSSES[loss]
         object.__setattr__(self, "_teacher", teacher)  # not a submodule: never trained or synchronised
         self._captured: dict[str, torch.Tensor] = {}
         # Augmentation draws from its own seeded stream: batch k of a run is always perturbed alike.
@@ -67,7 +69,7 @@ class DistillObjective(nn.Module):
         if augmented:
             batch = augment_batch(batch, self.config.augment, self._aug_gen, scale=self.config.augment_scale,
                                   feature_std=self._feature_std)
-            if self.config.augment not in LABEL_PRESERVING:
+            if not AUGMENTS[self.config.augment].keeps_labels:
                 labels = None
         self._captured.clear()
         out = _call(self.student, batch)
@@ -87,14 +89,7 @@ class DistillObjective(nn.Module):
         return parts
 
     def _output_loss(self, out: torch.Tensor, target: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        c = self.config
-        if self.loss_kind == "kd":
-            return L.hinton_loss(out, target, labels, c.temperature, c.alpha)
-        parts = L.embedding_loss(out, target, self.loss_kind)
-        if labels is not None and self.rows.task == "regression" and c.alpha < 1.0:
-            hard = L.mse_loss(out.reshape(labels.shape), labels)
-            parts = {**parts, "loss": c.alpha * parts["loss"] + (1.0 - c.alpha) * hard, "hard": hard}
-        return parts
+        return self._loss.compute(out, target, labels, self.config.temperature, self.config.alpha, self.rows.task)
 
     # --------------------------------------------------------------- batches
     def _student_batch(self, idx: np.ndarray) -> Any:

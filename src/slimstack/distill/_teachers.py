@@ -8,11 +8,10 @@ embeddings, regressor targets are values. Teachers never train: they run in eval
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,11 @@ import torch
 from torch import nn
 
 from ..errors import DataError, ModelError
+from ._cache import cached, read_tensors, write_tensors
 from ._data import Rows, is_text_model
 
-__all__ = ["Teacher", "ModuleTeacher", "EnsembleTeacher", "PrecomputedTeacher", "as_teacher", "teacher_targets"]
+__all__ = ["Teacher", "ModuleTeacher", "EnsembleTeacher", "PrecomputedTeacher", "TEACHER_KINDS", "TeacherKind",
+           "register_teacher_kind", "as_teacher", "teacher_targets"]
 
 
 class Teacher:
@@ -143,18 +144,39 @@ class PrecomputedTeacher(Teacher):
         return hashlib.sha256(self.targets.numpy().tobytes()).hexdigest()
 
 
+@dataclasses.dataclass(frozen=True)
+class TeacherKind:
+    """What ``ss.distill`` accepts as a teacher: ``accepts(obj)`` and ``build(obj, task) -> Teacher``."""
+
+    name: str
+    accepts: Callable[[Any], bool]
+    build: Callable[[Any, str | None], Teacher]
+
+
+TEACHER_KINDS: list[TeacherKind] = []
+
+
+def register_teacher_kind(kind: TeacherKind) -> TeacherKind:
+    """Let ``ss.distill`` take another kind of teacher object; kinds are tried in registration order."""
+    TEACHER_KINDS.append(kind)
+    return kind
+
+
+register_teacher_kind(TeacherKind("teacher", lambda t: isinstance(t, Teacher), lambda t, task: t))
+register_teacher_kind(TeacherKind("module", lambda t: isinstance(t, nn.Module), ModuleTeacher))
+register_teacher_kind(TeacherKind("ensemble", lambda t: isinstance(t, list | tuple),
+                                  lambda t, task: EnsembleTeacher(t, task=task)))
+register_teacher_kind(TeacherKind("precomputed", lambda t: isinstance(t, np.ndarray | torch.Tensor),
+                                  lambda t, task: PrecomputedTeacher(t, "value" if task == "regression" else "logits")))
+register_teacher_kind(TeacherKind("estimator", lambda t: hasattr(t, "predict_proba") or hasattr(t, "predict"),
+                                  lambda t, task: EnsembleTeacher([t], task=task)))
+
+
 def as_teacher(teacher: Any, task: str | None) -> Teacher:
     """Wrap what the user passed: a module, a list (ensemble), an estimator, or an output array."""
-    if isinstance(teacher, Teacher):
-        return teacher
-    if isinstance(teacher, nn.Module):
-        return ModuleTeacher(teacher, task)
-    if isinstance(teacher, list | tuple):
-        return EnsembleTeacher(teacher, task=task)
-    if isinstance(teacher, np.ndarray | torch.Tensor):
-        return PrecomputedTeacher(teacher, "value" if task == "regression" else "logits")
-    if hasattr(teacher, "predict_proba") or hasattr(teacher, "predict"):
-        return EnsembleTeacher([teacher], task=task)
+    for kind in TEACHER_KINDS:
+        if kind.accepts(teacher):
+            return kind.build(teacher, task)
     raise ModelError(
         f"cannot use a {type(teacher).__name__} as a teacher; pass an nn.Module, a list of models (an ensemble), "
         "an object with predict_proba, or an array of precomputed outputs"
@@ -177,27 +199,13 @@ def teacher_targets(teacher: Teacher, rows: Rows, *, batch_size: int = 256, cach
             )
         return teacher.targets, {"teacher": "precomputed", "cache": None}
     info: dict[str, Any] = {"teacher": type(teacher).__name__, "cache": None}
-    path = None
-    if cache_dir is not None:
-        key = hashlib.sha256(f"{teacher.fingerprint(rows)}|{rows.content_hash()}|{teacher.output}".encode()).hexdigest()
-        path = Path(cache_dir) / f"teacher-{key[:24]}.safetensors"
-        info["cache"] = str(path)
-        if rank != 0 and barrier is not None:
-            barrier()
-        if path.exists():
-            targets = _read_cache(path, key, len(rows))
-            if targets is not None:
-                info["cache_hit"] = True
-                if rank == 0 and barrier is not None:
-                    barrier()
-                return targets, info
-    targets = _run_teacher(teacher, rows, batch_size)
-    if path is not None:
-        info["cache_hit"] = False
-        if rank == 0:
-            _write_cache(path, key, targets)
-            if barrier is not None:
-                barrier()
+    if cache_dir is None:
+        return _run_teacher(teacher, rows, batch_size), info
+    key = hashlib.sha256(f"{teacher.fingerprint(rows)}|{rows.content_hash()}|{teacher.output}".encode()).hexdigest()
+    targets = cached(Path(cache_dir) / f"teacher-{key[:24]}.safetensors", info,
+                     read=lambda p: _read_cache(p, key, len(rows)), compute=lambda: _run_teacher(teacher, rows, batch_size),
+                     write=lambda p, t: write_tensors(p, key, {"targets": t}, rows=str(len(t))),
+                     rank=rank, barrier=barrier)
     return targets, info
 
 
@@ -218,30 +226,8 @@ def _run_teacher(teacher: Teacher, rows: Rows, batch_size: int) -> torch.Tensor:
 
 
 def _read_cache(path: Path, key: str, n: int) -> torch.Tensor | None:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-        if meta.get("key") != key:
-            return None
-        targets = fh.get_tensor("targets")
-    return targets if len(targets) == n else None
-
-
-def _write_cache(path: Path, key: str, targets: torch.Tensor) -> None:
-    from safetensors.torch import save
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = save({"targets": targets.contiguous()}, metadata={"key": key, "rows": str(len(targets))})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a cache is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    got = read_tensors(path, key)
+    return got["targets"] if got is not None and len(got["targets"]) == n else None
 
 
 def _member_output(member: Any, raw: Any, output: str) -> torch.Tensor:

@@ -28,7 +28,13 @@ PATH_KEYS = frozenset({"file", "encoder", "tokenizer", "weights", "path", "dir",
 
 class Format(Protocol):
     """A save/load format. ``save`` returns the JSON spec; it names its files under :data:`PATH_KEYS`
-    keys (relative to the folder), which :func:`load` checks stay inside the folder."""
+    keys (relative to the folder), which :func:`load` checks stay inside the folder.
+
+    ``can_save(obj)`` says whether the format writes ``obj``; a format that writes objects of given
+    types exactly declares ``saves = (TheType, ...)`` instead and :func:`register_format` derives it
+    (``saves = ()``: a format that only loads). ``load_file(path, trusted)`` and ``suffixes`` let
+    ``ss.load`` read a bare file.
+    """
 
     priority: int
 
@@ -51,6 +57,11 @@ def register_format(name: str):
     def deco(cls):
         cls.name = name
         cls.priority = getattr(cls, "priority", 0)
+        if "can_save" not in vars(cls):
+            if not hasattr(cls, "saves"):
+                raise TypeError(f"format {name!r} needs can_save(obj) or saves = (types it writes,)")
+            saves = tuple(cls.saves)
+            cls.can_save = staticmethod(lambda obj: type(obj) in saves)
         _FORMATS[name] = cls
         return cls
 

@@ -22,18 +22,9 @@ from torch import nn
 
 from ..errors import ModelError, ModelFileError, UnsafeFileError
 from ..io import register_format
-from ._io import _PICKLE_WEIGHTS, _SAFE_WEIGHTS, is_causal_lm_config, load_hf_causal_lm, read_hf_config
+from ._io import _PICKLE_WEIGHTS, _SAFE_WEIGHTS, hf_class_names, is_causal_lm_config, load_hf_causal_lm, read_hf_config
 
 __all__ = ["HFTextClassifier", "HFImageClassifier", "HFFolderFormat", "folder_kind"]
-
-
-def _base_classes() -> set[str]:
-    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
-
-    names: set[str] = set()
-    for value in MODEL_MAPPING_NAMES.values():
-        names.update([value] if isinstance(value, str) else value)
-    return names
 
 
 def folder_kind(config: dict[str, Any]) -> str:
@@ -48,7 +39,7 @@ def folder_kind(config: dict[str, Any]) -> str:
         return "text_classifier"
     if arch.endswith("ForImageClassification"):
         return "image_classifier"
-    if arch in _base_classes() or arch.endswith("Model"):
+    if arch in hf_class_names("MODEL_MAPPING_NAMES") or arch.endswith("Model"):
         return "base"
     return f"head:{arch}"
 
@@ -176,10 +167,7 @@ class HFFolderFormat:
     transformers folder (``claims_hf_dir``)."""
 
     priority = 15
-
-    @staticmethod
-    def can_save(obj: Any) -> bool:
-        return type(obj) in (HFTextClassifier, HFImageClassifier)
+    saves = (HFTextClassifier, HFImageClassifier)
 
     @staticmethod
     def save(obj: _HFClassifierBase, directory: Path) -> dict[str, Any]:

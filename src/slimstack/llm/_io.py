@@ -15,7 +15,7 @@ from ..errors import ModelError, ModelFileError, UnsafeFileError
 from ..io import register_format
 from ._causal_lm import CausalLM
 
-__all__ = ["CausalLMFormat", "GGUFFormat", "load_hf_causal_lm", "is_causal_lm_config", "read_hf_config"]
+__all__ = ["CausalLMFormat", "GGUFFormat", "hf_class_names", "load_hf_causal_lm", "is_causal_lm_config", "read_hf_config"]
 
 _SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -29,13 +29,18 @@ def read_hf_config(folder: Path) -> dict[str, Any]:
                              "pass a folder written by save_pretrained") from exc
 
 
-def _causal_lm_classes() -> set[str]:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+def hf_class_names(mapping: str) -> set[str]:
+    """Every class name in one of transformers' auto mappings (e.g. ``"MODEL_MAPPING_NAMES"``)."""
+    from transformers.models.auto import modeling_auto
 
     names: set[str] = set()
-    for value in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+    for value in getattr(modeling_auto, mapping).values():
         names.update([value] if isinstance(value, str) else value)
     return names
+
+
+def _causal_lm_classes() -> set[str]:
+    return hf_class_names("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES")
 
 
 def is_causal_lm_config(config: dict[str, Any]) -> bool:
@@ -83,10 +88,7 @@ class CausalLMFormat:
     """``ss.save`` of a :class:`CausalLM`: ``model/`` is a transformers folder (safetensors + tokenizer)."""
 
     priority = 20
-
-    @staticmethod
-    def can_save(obj: Any) -> bool:
-        return type(obj) is CausalLM
+    saves = (CausalLM,)
 
     @staticmethod
     def save(obj: CausalLM, directory: Path) -> dict[str, Any]:
@@ -113,13 +115,10 @@ class GGUFFormat:
 
     priority = -5
     suffixes = (".gguf",)
+    saves = ()  # loads only
 
     @staticmethod
-    def can_save(obj: Any) -> bool:
-        return False
-
-    @staticmethod
-    def save(obj: Any, directory: Path) -> dict[str, Any]:  # pragma: no cover - can_save is False
+    def save(obj: Any, directory: Path) -> dict[str, Any]:  # pragma: no cover - it saves nothing
         raise ModelError("ss.save does not write GGUF; use the llama.cpp backend's export")
 
     @staticmethod

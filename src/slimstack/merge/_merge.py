@@ -29,6 +29,7 @@ def merge(
     method: str | MergeConfig = "uniform",
     *,
     base: Any = None,
+    val: Any = None,
     data: Any = None,
     scoring: Callable[[Any, Any, Any], float] | None = None,
     return_result: bool = False,
@@ -45,9 +46,9 @@ def merge(
         or pass ``ss.TiesMerging(density=0.3)`` itself.
     base : model, optional
         The common starting point; required by ``task_arithmetic`` and ``ties``, refused by the soups.
-    data : Dataset or (X, y), optional
+    val : Dataset or (X, y), optional
         Validation data: required by ``greedy_soup``, used to pick the task-arithmetic scaling when
-        it is None, and by ``batchnorm="recalibrate"``.
+        it is None, and by ``batchnorm="recalibrate"``. ``data=`` is its older name.
     scoring : callable ``(model, X, y) -> float``, optional
         Validation score, higher is better. Default: ``ss.measure.score`` with the data's primary
         metric (accuracy for classification, R^2 for regression).
@@ -73,7 +74,9 @@ def merge(
     config = _resolve(method, options)
     if not isinstance(models, list | tuple) or len(models) == 0:
         raise ConfigError(f"ss.merge needs a non-empty list of models, got {type(models).__name__}")
-    request = Request(val=data, options={"base": base, "scoring": scoring})
+    if data is not None and val is not None:
+        raise ConfigError("ss.merge got both val= and data=; data= is the older name of val=, pass only val=")
+    request = Request(val=val if val is not None else data, options={"base": base, "scoring": scoring})
     result: MergeResult = MERGERS.dispatch(config, models).run(list(models), config, request)
     return result if return_result else result.model
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from .._config import Config, Request
 from .._utils import any_grad_mode, keeps_global_rng
+from .._validate import check_tolerance
 from ..errors import ConfigError
 from ._registry import HANDLERS
 from ._result import PruneResult
@@ -16,7 +17,7 @@ __all__ = ["prune"]
 @keeps_global_rng
 @any_grad_mode
 def prune(model: Any, config: Config, *, example_inputs: Any = None, data: Any = None, val: Any = None,
-          train: Any = None, calibration: Any = None) -> PruneResult:
+          train: Any = None, calibration: Any = None, tolerance: float | None = None) -> PruneResult:
     """Prune ``model`` as ``config`` says and return a new model with a per-layer record.
 
     The input model is never modified. Unstructured and N:M results hold real zeros and save
@@ -40,6 +41,11 @@ def prune(model: Any, config: Config, *, example_inputs: Any = None, data: Any =
         Unlabelled rows to take example inputs from; for causal LMs (``WandaPruning``, ``LayerDrop``,
         ``WidthPruning``, and the LM handlers of the other configs) the text one forward pass reads
         to measure what to cut.
+    tolerance : float in (0, 1), optional
+        Largest loss of quality relative to the unpruned model, as in ``ss.quantize``: the configs that
+        choose by quality take it (``StructuredPruning``'s per-layer sensitivity analysis,
+        ``TreePruning``'s ``ccp_alpha``; the same as setting their own ``tolerance`` field). Scored on
+        ``val``.
 
     Examples
     --------
@@ -55,6 +61,14 @@ def prune(model: Any, config: Config, *, example_inputs: Any = None, data: Any =
                           "e.g. ss.prune(model, ss.StructuredPruning(ratio=0.5))")
     if data is not None and train is not None:
         raise ConfigError("ss.prune got both data= and train=; data= is the older name of train=, pass only train=")
+    check_tolerance(tolerance)
     request = Request(train=train if train is not None else data, val=val, calibration=calibration,
-                      example_inputs=example_inputs, seed=getattr(config, "seed", 0))
-    return HANDLERS.dispatch(config, model).run(model, config, request)
+                      tolerance=tolerance, example_inputs=example_inputs, seed=getattr(config, "seed", 0))
+    handler = HANDLERS.dispatch(config, model)
+    if tolerance is not None and not getattr(handler, "uses_tolerance", False):
+        takes = [c.__name__ for c in HANDLERS.configs()
+                 if any(getattr(h, "uses_tolerance", False) for h in HANDLERS.handlers_of(c))]
+        raise ConfigError(f"tolerance={tolerance} is not used by {type(config).__name__} on a {type(model).__name__} "
+                          f"(it prunes exactly what the config says); the configs that choose by quality are "
+                          f"{', '.join(takes)}")
+    return handler.run(model, config, request)

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
-__all__ = ["quality", "allowed_drop"]
+__all__ = ["quality", "allowed_drop", "tolerance_for"]
 
 
 def quality(model: Any, data: Any) -> float:
@@ -40,3 +40,14 @@ def _is_sklearn_regressor(model: Any) -> bool:
 def allowed_drop(baseline: float, tolerance: float, *, relative: bool = True) -> float:
     """The quality a pruned model may lose: ``tolerance`` of the baseline's (relative) or in metric units."""
     return tolerance * abs(baseline) if relative else tolerance
+
+
+def tolerance_for(own: tuple[float, bool] | None, given: float | None, config: Any) -> tuple[float, bool] | None:
+    """``(tolerance, relative)``: ``ss.prune(tolerance=...)`` (relative) or the config's own, never two that differ."""
+    if given is None:
+        return own
+    if own is not None and own != (float(given), True):
+        field = "tolerance" if own[1] else "absolute_tolerance"
+        raise ConfigError(f"ss.prune(tolerance={given}) and {type(config).__name__}({field}={own[0]}) disagree; "
+                          "set the tolerance in one place")
+    return float(given), True

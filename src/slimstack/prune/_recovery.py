@@ -3,7 +3,8 @@
 Classifiers fine-tune with cross-entropy, or distil the teacher's temperature-softened logits
 (Hinton et al. 2015) mixed with the labels. Sentence encoders distil the teacher's embeddings
 (cosine loss), or fine-tune on scored pairs (cosine similarity regressed on the gold score).
-Masks, when given, are re-applied after every step so unstructured zeros stay zero.
+Every variant is an objective trained by the shared loop (``slimstack._training.Trainer``);
+masks, when given, are re-applied after every step so unstructured zeros stay zero.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._supervised import SupervisedObjective
+from .._training import Trainer, TrainSettings
 from .._utils import seed_everything
 from ..errors import ConfigError, DataError
 from ._common import is_encoder
@@ -53,10 +56,15 @@ def recover(pruned: nn.Module, teacher: nn.Module, config: Any, data: Any, *,
         for p in frozen:  # no gradient work for the 30k-row embedding table
             p.requires_grad_(False)
         try:
-            if method == "distill":
-                losses = _distill_encoder(pruned, teacher, data, config.recovery_steps, lr, config.seed, masks)
-            else:
-                losses = _finetune_encoder(pruned, data, config.recovery_steps, lr, config.seed, masks)
+            batch = ENCODER_BATCH if method == "distill" else ENCODER_BATCH // 2
+            steps = config.recovery_steps
+            objective = (_EncoderDistill(pruned, teacher, data, steps * batch, config.seed) if method == "distill"
+                         else _PairFinetune(pruned, data))
+            # As many passes over the rows as the steps need; warm up over a tenth, then decay linearly.
+            settings = TrainSettings(epochs=math.ceil(steps * batch / len(objective)), batch_size=batch, lr=lr,
+                                     schedule="linear", warmup=0.1, max_steps=steps, order="stream",
+                                     seed=config.seed, distributed=False, name="recovery")
+            losses = _fit(objective, settings, pruned, masks)
         finally:
             for p in frozen:
                 p.requires_grad_(True)
@@ -64,120 +72,99 @@ def recover(pruned: nn.Module, teacher: nn.Module, config: Any, data: Any, *,
                 "loss_last": float(np.mean(losses[-10:]))}
     lr = config.recovery_lr or 3e-3  # the rate ss.zoo.train uses for these small networks
     n_epochs = epochs or config.recovery_epochs
-    losses = _train_classifier(pruned, teacher if method == "distill" else None, data, n_epochs, lr, config.seed,
-                               masks)
-    return {"method": method, "epochs": n_epochs, "lr": lr, "loss_first": losses[0], "loss_last": losses[-1]}
+    soft = _teacher_outputs(teacher, data) if method == "distill" else None
+    objective = SupervisedObjective(pruned, data, what=f"recovery of a {type(pruned).__name__}", soft=soft,
+                                    temperature=TEMPERATURE, alpha=ALPHA)
+    settings = TrainSettings(epochs=n_epochs, batch_size=BATCH, lr=lr, schedule="cosine", order="stream",
+                             seed=config.seed, distributed=False, name="recovery")
+    history = Trainer(objective, len(objective), settings, after_step=lambda values: apply_masks(pruned, masks)).fit()
+    pruned.eval()
+    return {"method": method, "epochs": n_epochs, "lr": lr, "loss_first": history[0]["loss"],
+            "loss_last": history[-1]["loss"]}
 
 
-def _train_classifier(model: nn.Module, teacher: nn.Module | None, data: Any, epochs: int, lr: float, seed: int,
-                      masks: dict[str, torch.Tensor] | None) -> list[float]:
-    if getattr(data, "X", None) is None or data.task not in ("classification", "regression"):
-        raise DataError(f"recovery of a {type(model).__name__} needs labelled array data (classification or "
-                        f"regression), got {data!r}")
-    classify = data.task == "classification"
-    X = torch.as_tensor(np.ascontiguousarray(data.X))
-    y = torch.as_tensor(data.y, dtype=torch.long if classify else torch.float32)
-    soft = None
-    if teacher is not None:
-        was = teacher.training  # the teacher is the caller's model: leave its mode as it was
-        teacher.eval()
-        with torch.no_grad():
-            soft = torch.cat([teacher(X[i : i + 512]) for i in range(0, len(X), 512)])
-        teacher.train(was)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    steps = epochs * math.ceil(len(X) / BATCH)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(X), generator=gen)
-        total = 0.0
-        for start in range(0, len(X), BATCH):
-            idx = order[start : start + BATCH]
-            out = model(X[idx])
-            loss = F.cross_entropy(out, y[idx]) if classify else F.mse_loss(out.squeeze(-1), y[idx])
-            if soft is not None and classify:
-                kd = F.kl_div(F.log_softmax(out / TEMPERATURE, -1), F.softmax(soft[idx] / TEMPERATURE, -1),
-                              reduction="batchmean") * TEMPERATURE**2
-                loss = ALPHA * kd + (1 - ALPHA) * loss
-            elif soft is not None:
-                loss = ALPHA * F.mse_loss(out, soft[idx]) + (1 - ALPHA) * loss
-            total += _step(opt, sched, loss, model, masks) * len(idx)
-        history.append(total / len(X))
-    model.eval()
-    return history
+def _fit(objective: nn.Module, settings: TrainSettings, model: nn.Module,
+         masks: dict[str, torch.Tensor] | None) -> list[float]:
+    """Train ``objective``; the loss of every step (pruned weights are zeroed again after each)."""
+    losses: list[float] = []
+
+    def after_step(values: dict[str, float]) -> None:
+        apply_masks(model, masks)
+        losses.append(values["loss"])
+
+    Trainer(objective, len(objective), settings, after_step=after_step).fit()
+    return losses
 
 
-def _sentences(data: Any, n: int, seed: int) -> list[str]:
+@torch.no_grad()
+def _teacher_outputs(teacher: nn.Module, data: Any) -> torch.Tensor | None:
+    if getattr(data, "X", None) is None:
+        return None  # SupervisedObjective says what data recovery needs
+    was = teacher.training  # the teacher is the caller's model: leave its mode as it was
+    teacher.eval()
     try:
-        sents = list(dict.fromkeys(data.sentences()))
-    except (DataError, AttributeError) as exc:
-        raise DataError(f"distilling a sentence encoder needs sentences in data, got {data!r}") from exc
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(sents))
-    reps = math.ceil(n / max(1, len(sents)))
-    return [sents[i] for i in np.tile(order, reps)[:n]]
+        X = torch.as_tensor(np.ascontiguousarray(data.X, dtype=np.float32))
+        return torch.cat([teacher(X[i : i + 512]) for i in range(0, len(X), 512)])
+    finally:
+        teacher.train(was)
 
 
-def _schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    warm = max(1, steps // 10)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm + 1))))
+class _Encoder(nn.Module):
+    """Recovery objectives of a sentence encoder: it stays in eval mode (no dropout over a few hundred steps)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def train(self, mode: bool = True) -> _Encoder:
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        return self.encoder(**self.encoder.tokenize(texts))
 
 
-def _trainable(encoder: nn.Module) -> list[nn.Parameter]:
-    """The transformer layers; embeddings stay frozen (pruning did not touch them, and a few hundred
-    steps on a small corpus would only overfit the 30k-row table)."""
-    return [p for n, p in encoder.named_parameters() if ".embeddings." not in f".{n}" and p.requires_grad]
+class _EncoderDistill(_Encoder):
+    """Cosine loss to the unpruned encoder's embeddings of distinct training sentences (at most ``limit``)."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, data: Any, limit: int, seed: int):
+        super().__init__(student)
+        try:
+            sents = list(dict.fromkeys(data.sentences()))
+        except (DataError, AttributeError) as exc:
+            raise DataError(f"distilling a sentence encoder needs sentences in data, got {data!r}") from exc
+        if not sents:
+            raise DataError(f"distilling a sentence encoder needs sentences in data, got none from {data!r}")
+        order = np.random.default_rng(seed).permutation(len(sents))[:limit]  # the teacher encodes no more than used
+        self.sents = [sents[i] for i in order]
+        self.target = torch.as_tensor(np.asarray(teacher.encode(self.sents, batch_size=128)))
+
+    def __len__(self) -> int:
+        return len(self.sents)
+
+    def forward(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        emb = self.embed([self.sents[i] for i in idx.tolist()])
+        return {"loss": (1 - F.cosine_similarity(emb, self.target[idx], dim=-1)).mean()}
 
 
-def _distill_encoder(student: nn.Module, teacher: nn.Module, data: Any, steps: int, lr: float, seed: int,
-                     masks: dict[str, torch.Tensor] | None) -> list[float]:
-    sents = _sentences(data, steps * ENCODER_BATCH, seed)
-    unique = list(dict.fromkeys(sents))
-    target = dict(zip(unique, teacher.encode(unique, batch_size=128), strict=True))
-    opt = torch.optim.AdamW(_trainable(student), lr=lr, weight_decay=0.0)
-    sched = _schedule(opt, steps)
-    student.eval()  # no dropout: a few hundred steps fit the teacher better without it
-    losses = []
-    for step in range(steps):
-        batch = sents[step * ENCODER_BATCH : (step + 1) * ENCODER_BATCH]
-        emb = student(**student.tokenize(batch))
-        tgt = torch.as_tensor(np.stack([target[s] for s in batch]))
-        loss = (1 - F.cosine_similarity(emb, tgt, dim=-1)).mean()
-        losses.append(_step(opt, sched, loss, student, masks))
-    return losses
+class _PairFinetune(_Encoder):
+    """Cosine similarity of scored sentence pairs regressed on the gold score (scaled to [0, 1])."""
 
+    def __init__(self, encoder: nn.Module, data: Any):
+        super().__init__(encoder)
+        if getattr(data, "pairs", None) is None or getattr(data, "scores", None) is None:
+            raise DataError(f"recovery='finetune' of a sentence encoder needs scored pairs (e.g. "
+                            f"ss.datasets.load('stsb')), got {data!r}; or use recovery='distill' with any sentences")
+        scores = np.asarray(data.scores, dtype=np.float32)
+        self.pairs = data.pairs
+        self.scores = torch.as_tensor(scores / (float(scores.max()) or 1.0))
 
-def _finetune_encoder(model: nn.Module, data: Any, steps: int, lr: float, seed: int,
-                      masks: dict[str, torch.Tensor] | None) -> list[float]:
-    if getattr(data, "pairs", None) is None or getattr(data, "scores", None) is None:
-        raise DataError(f"recovery='finetune' of a sentence encoder needs scored pairs (e.g. ss.datasets.load('stsb')), "
-                        f"got {data!r}; or use recovery='distill' with any sentences")
-    rng = np.random.default_rng(seed)
-    scores = np.asarray(data.scores, dtype=np.float32)
-    scale = float(scores.max()) or 1.0
-    opt = torch.optim.AdamW(_trainable(model), lr=lr, weight_decay=0.0)
-    sched = _schedule(opt, steps)
-    model.eval()
-    losses = []
-    half = ENCODER_BATCH // 2
-    for _ in range(steps):
-        idx = rng.choice(len(data.pairs), size=min(half, len(data.pairs)), replace=False)
-        a = model(**model.tokenize([data.pairs[i][0] for i in idx]))
-        b = model(**model.tokenize([data.pairs[i][1] for i in idx]))
-        loss = F.mse_loss(F.cosine_similarity(a, b, dim=-1), torch.as_tensor(scores[idx] / scale))
-        losses.append(_step(opt, sched, loss, model, masks))
-    return losses
+    def __len__(self) -> int:
+        return len(self.pairs)
 
-
-def _step(opt: torch.optim.Optimizer, sched: Any, loss: torch.Tensor, model: nn.Module,
-          masks: dict[str, torch.Tensor] | None) -> float:
-    """One optimizer and schedule step; pruned weights are zeroed again. Returns the loss value."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    sched.step()
-    apply_masks(model, masks)
-    return loss.item()
-
+    def forward(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        rows = idx.tolist()
+        a = self.embed([self.pairs[i][0] for i in rows])
+        b = self.embed([self.pairs[i][1] for i in rows])
+        return {"loss": F.mse_loss(F.cosine_similarity(a, b, dim=-1), self.scores[idx])}

@@ -9,6 +9,7 @@ from .._config import Request
 from ..errors import ConfigError
 from ._common import check_ignore, copy_model, count_params, example_inputs_for, is_torch_encoder
 from ._configs import StructuredPruning
+from ._eval import tolerance_for
 from ._recovery import recover
 from ._registry import HANDLERS, TorchHandler
 from ._result import PruneResult
@@ -23,8 +24,10 @@ class StructuredHandler(TorchHandler):
 
     ``request.example_inputs`` (or the first rows of ``calibration``, then ``train``) traces the model;
     ``train`` feeds Taylor importance and recovery; ``val`` (or ``train``) scores the sensitivity
-    analysis when the config sets a tolerance.
+    analysis when a tolerance is set (``ss.prune(tolerance=...)`` or the config's own).
     """
+
+    uses_tolerance = True
 
     def run(self, model: Any, config: StructuredPruning, request: Request) -> PruneResult:
         from ._structured import TorchBackend
@@ -41,8 +44,9 @@ class StructuredHandler(TorchHandler):
         params_before = count_params(pruned)[0]
         ratios = dict(backend.units)
         analysis = None
-        if config.tolerance_rule is not None:
-            tolerance, relative = config.tolerance_rule
+        rule = tolerance_for(config.tolerance_rule, request.tolerance, config)
+        if rule is not None:
+            tolerance, relative = rule
             judge = request.val if request.val is not None else request.train
             if judge is None:
                 field = "tolerance" if relative else "absolute_tolerance"

@@ -16,7 +16,7 @@ import numpy as np
 from .._config import Handler, Request
 from ..errors import DataError, ModelError
 from ._configs import TreePruning
-from ._eval import allowed_drop, quality
+from ._eval import allowed_drop, quality, tolerance_for
 from ._registry import HANDLERS
 from ._result import LayerRecord, PruneResult
 
@@ -86,15 +86,18 @@ class TreeHandler(Handler):
     """Cost-complexity pruning of fitted scikit-learn trees and forests; ``val`` (or ``train``) picks alpha."""
 
     backends: ClassVar[tuple[str, ...]] = ("sklearn",)
+    uses_tolerance = True
 
     def applies_to(self, model: Any) -> str | None:
         return _not_prunable(model)
 
     def run(self, model: Any, config: TreePruning, request: Request) -> PruneResult:
-        return _prune_tree(model, config, request.val if request.val is not None else request.train)
+        rule = tolerance_for((config.tolerance, True) if config.tolerance else None, request.tolerance, config)
+        return _prune_tree(model, config, request.val if request.val is not None else request.train,
+                           rule[0] if rule else 0.0)
 
 
-def _prune_tree(model: Any, config: TreePruning, data: Any) -> PruneResult:
+def _prune_tree(model: Any, config: TreePruning, data: Any, tolerance: float) -> PruneResult:
     before = _nodes(model)
     path: list[dict[str, float]] = []
     if config.ccp_alpha == "auto":
@@ -105,9 +108,9 @@ def _prune_tree(model: Any, config: TreePruning, data: Any) -> PruneResult:
             cand = prune_trees_at(model, a)
             path.append({"ccp_alpha": float(a), "score": quality(cand, data), "nodes": int(sum(_nodes(cand)))})
         best = max(p["score"] for p in path)
-        floor = best - allowed_drop(best, config.tolerance)
+        floor = best - allowed_drop(best, tolerance)
         alpha = max(p["ccp_alpha"] for p in path if p["score"] >= floor)
-        why = (f"ccp_alpha={alpha:.4g}: largest alpha scoring within {config.tolerance:.2%} of the best "
+        why = (f"ccp_alpha={alpha:.4g}: largest alpha scoring within {tolerance:.2%} of the best "
                f"({best:.4g}) on validation data")
     else:
         alpha = float(config.ccp_alpha)

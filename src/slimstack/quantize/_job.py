@@ -16,8 +16,9 @@ from torch import nn
 
 from .._arch import is_causal_lm, is_encoder
 from .._config import Request
+from .._validate import check_tolerance
 from ..datasets import Dataset
-from ..errors import ConfigError, DataError, ModelError
+from ..errors import DataError, ModelError
 from ._configs import QuantConfig
 from ._data import as_inputs, check_runs
 from ._scheme import Scheme
@@ -73,8 +74,7 @@ def prepare(model: nn.Module, config: QuantConfig, request: Request, scheme: Sch
     if why:
         raise ModelError(why)
     tol, val, train = request.tolerance, request.val, request.train
-    if tol is not None and not (isinstance(tol, float | int) and not isinstance(tol, bool) and 0 < tol < 1):
-        raise ConfigError(f"tolerance={tol!r} must be a relative quality loss in (0, 1), e.g. 0.01 for 1%")
+    check_tolerance(tol)
     if tol is not None and val is None:
         raise DataError(f"tolerance={tol} needs val= (a labelled Dataset; data= is its old name) to measure "
                         "quality against")

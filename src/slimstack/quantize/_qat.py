@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._supervised import SupervisedObjective
+from .._training import Trainer, TrainSettings
 from .._utils import seed_everything
 from ..datasets import Dataset
 from ..errors import DataError
@@ -70,30 +72,18 @@ def prepare_qat(model: nn.Module, layers: list[str]) -> nn.Module:
 
 
 def train_qat(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_size: int, seed: int) -> list[float]:
-    """Fine-tune with cross-entropy (classification) or MSE; returns the mean loss of each epoch."""
+    """Fine-tune with cross-entropy (classification) or MSE in the shared loop; the mean loss of each epoch.
+
+    AdamW at a constant rate (weight decay 0.01, torch's default), one seeded batch order across epochs.
+    """
     if not isinstance(data, Dataset) or data.X is None or data.y is None:
-        raise DataError("QAT trains on labelled array data; pass data=ss.datasets.load(..., split='train')")
+        raise DataError("QAT trains on labelled array data; pass train=ss.datasets.load(..., split='train')")
+    objective = SupervisedObjective(model, data, what="QAT")
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.01, schedule="constant",
+                             order="stream", seed=seed, distributed=False, name="QAT")
     seed_everything(seed)
-    classify = data.task == "classification"
-    X = torch.as_tensor(data.X, dtype=torch.float32)
-    y = torch.as_tensor(data.y, dtype=torch.long if classify else torch.float32)
-    loss_fn = nn.CrossEntropyLoss() if classify else nn.MSELoss()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    for _ in range(epochs):
-        model.train()
-        order, total = torch.randperm(len(X), generator=gen), 0.0
-        for start in range(0, len(X), batch_size):
-            idx = order[start : start + batch_size]
-            out = model(X[idx])
-            loss = loss_fn(out if classify else out.squeeze(-1), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        history.append(total / len(X))
-    return history
+    history = Trainer(objective, len(objective), settings).fit()
+    return [h["loss"] for h in history]
 
 
 def convert_qat(model: nn.Module) -> tuple[nn.Module, list[dict]]:

@@ -40,13 +40,6 @@ class QuantRegistry(Registry):
                 raise ConfigError(f"{exc}. Configs that take a {type(model).__name__}: {', '.join(fits)}") from exc
             raise
 
-    def handlers_of(self, config_cls: type[Config]) -> list[Any]:
-        """The handlers of the nearest registered class in ``config_cls``'s MRO ([] when none)."""
-        for cls in config_cls.__mro__:
-            if cls in self._handlers:
-                return list(self._handlers[cls])
-        return []
-
 
 REGISTRY = QuantRegistry("quantize")
 

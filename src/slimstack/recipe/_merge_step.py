@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, close_matches
-from ._record import result_model, step_record
+from ._record import step_record
 
 __all__ = ["parse_merge", "parse_merge_step", "run_merge", "MERGE_METHODS"]
 
@@ -113,11 +113,9 @@ def run_merge(model: Any, parsed: dict[str, Any], extra: dict[str, Any], ctx: An
 
     models = [_load(s, model, ctx) for s in parsed["models"].values()]
     base = None if parsed["base"] is None else _load(parsed["base"], model, ctx)
-    result = merge(models, parsed["config"], base=base, data=ctx.val)
-    merged = result_model(result)
+    result = merge(models, parsed["config"], base=base, val=ctx.val, return_result=True)
     record = step_record("merge", result, method=parsed["method"],
                          models={n: s.get("path", s["from"]) for n, s in parsed["models"].items()},
                          base=None if parsed["base"] is None else parsed["base"].get("path", parsed["base"]["from"]),
-                         selected_on="validation split",
-                         merge=getattr(result, "merge_record_", None) or getattr(merged, "merge_record_", {}))
-    return merged, record
+                         selected_on="validation split", merge=getattr(result.model, "merge_record_", {}))
+    return result.model, record

@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
-import math
 from collections.abc import Callable
 from typing import Any
 
 from .._config import config_from_dict, registered_configs
+from .._validate import check_tolerance
 from ..errors import ConfigError, close_matches
 from ._combine import parse_cascade, parse_ensemble, run_cascade, run_ensemble
 from ._merge_step import parse_merge_step, run_merge
 from ._record import plain, result_model, step_record
 
-__all__ = ["STEPS", "STEP_KINDS", "Step", "StepContext", "parse_step", "plain", "register_step", "run_step",
-           "verb_kwargs"]
+__all__ = ["STEPS", "STEP_KINDS", "Step", "StepContext", "parse_step", "plain", "register_step", "run_step"]
 
 # Verb keyword arguments that a step may carry beside its config fields.
 _VERB_KEYS = {
@@ -73,25 +71,6 @@ def register_step(kind: str, parse: Callable[..., Any], run: Callable[..., Any])
     return STEPS[kind]
 
 
-def verb_kwargs(verb: Callable[..., Any], legacy: dict[str, str] | None = None, **by_meaning: Any) -> dict[str, Any]:
-    """``by_meaning`` (train=, val=, calibration=, ...) under the names ``verb`` takes.
-
-    A verb that does not yet take a name (``train``, ``val``) gets it under its older spelling from
-    ``legacy`` (e.g. ``{"train": "data"}``); a value of None the verb cannot take is left out.
-    """
-    params = inspect.signature(verb).parameters
-    out: dict[str, Any] = {}
-    for name, value in by_meaning.items():
-        if name in params:
-            out[name] = value
-        elif legacy and legacy.get(name) in params:
-            out[legacy[name]] = value
-        elif value is not None:
-            raise TypeError(f"{getattr(verb, '__name__', verb)} takes neither {name}= nor "
-                            f"{(legacy or {}).get(name, name)}=")
-    return out
-
-
 def _parse_config_step(kind: str) -> Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]:
     def parse(fields: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         fields = dict(fields)
@@ -106,10 +85,7 @@ def _parse_config_step(kind: str) -> Callable[[dict[str, Any]], tuple[Any, dict[
         extra = {k: fields.pop(k) for k in _VERB_KEYS.get(kind, ()) if k in fields}
         if kind == "distill":
             _check_distill(extra)
-        if "tolerance" in extra:
-            tol = extra["tolerance"]
-            if isinstance(tol, bool) or not isinstance(tol, int | float) or not (math.isfinite(tol) and 0 < tol < 1):
-                raise ConfigError(f"tolerance={tol!r} must be a relative quality loss in (0, 1), e.g. 0.01 for 1%")
+        check_tolerance(extra.get("tolerance"))
         return config_from_dict({"type": method, "data": fields}), extra
 
     return parse

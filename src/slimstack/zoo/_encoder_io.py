@@ -20,10 +20,7 @@ __all__ = ["SentenceEncoderFormat"]
 @register_format("sentence_encoder")
 class SentenceEncoderFormat:
     priority = 10
-
-    @staticmethod
-    def can_save(obj: Any) -> bool:
-        return type(obj) is SentenceEncoder
+    saves = (SentenceEncoder,)
 
     @staticmethod
     def save(obj: Any, directory: Path) -> dict[str, Any]:

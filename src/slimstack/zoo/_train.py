@@ -1,16 +1,13 @@
-"""A plain supervised training loop for the reference models."""
+"""``ss.zoo.train``: train a reference model on labelled arrays with the shared training loop."""
 
 from __future__ import annotations
 
-import copy
-
-import numpy as np
-import torch
 from torch import nn
 
+from .._supervised import SupervisedObjective
+from .._training import Trainer, TrainSettings
 from .._utils import any_grad_mode, keeps_global_rng, seed_everything
 from ..datasets import Dataset
-from ..errors import DataError
 
 __all__ = ["train"]
 
@@ -31,51 +28,28 @@ def train(
 ) -> nn.Module:
     """Train a classifier (cross-entropy) or regressor (MSE) on ``data`` with AdamW.
 
-    Trains ``model`` in place and returns it. With ``val``, the weights of the epoch with the best
-    validation accuracy (or lowest MSE) are kept. Deterministic for a given ``seed``.
+    Trains ``model`` in place and returns it. The rate follows a cosine over the epochs. With
+    ``val``, the weights of the epoch with the best validation quality (accuracy, or R^2 for
+    regression; ``ss.measure.score``) are kept. Deterministic for a given ``seed``. The loop is
+    the one every slimstack technique trains with (``slimstack._training.Trainer``).
+
+    Examples
+    --------
+    >>> model = ss.zoo.train(ss.zoo.digits_mlp(), ss.datasets.load("digits", split="train"), epochs=5)  # doctest: +SKIP
     """
-    if data.X is None or len(data) == 0:
-        raise DataError(f"ss.zoo.train needs a non-empty array dataset, got {data!r}")
+    objective = SupervisedObjective(model, data, what="ss.zoo.train")
+    evaluate = None
+    if val is not None:
+        from ..measure import score
+
+        evaluate = lambda: score(model, val)  # noqa: E731
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                             schedule="epoch_cosine", order="stream", seed=seed, distributed=False,
+                             name="ss.zoo.train")
+    on_epoch_end = None
+    if verbose:
+        on_epoch_end = lambda rec: print(f"epoch {rec['epoch']}/{epochs} val={rec.get('val', float('nan')):.4f}")  # noqa: E731
     seed_everything(seed)
-    X = torch.as_tensor(data.X)
-    classify = data.task == "classification"
-    y = torch.as_tensor(data.y, dtype=torch.long if classify else torch.float32)
-    loss_fn: nn.Module = nn.CrossEntropyLoss() if classify else nn.MSELoss()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
-    gen = torch.Generator().manual_seed(seed)
-    best, best_state = -np.inf, None
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(X), generator=gen)
-        for start in range(0, len(X), batch_size):
-            idx = order[start : start + batch_size]
-            out = model(X[idx])
-            if classify and out.ndim == 2 and int(y.max()) >= out.shape[1]:
-                raise DataError(f"{data.name!r} has class id {int(y.max())}, but the model has {out.shape[1]} "
-                                f"outputs (ids 0..{out.shape[1] - 1}); class ids are the data's own integer labels, "
-                                f"so give the model {int(y.max()) + 1} outputs or relabel the data from 0")
-            loss = loss_fn(out.squeeze(-1) if not classify else out, y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        sched.step()
-        if val is not None:
-            score = _score(model, val, classify)
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs} val={score:.4f}")
-            if score > best:
-                best, best_state = score, copy.deepcopy(model.state_dict())
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    Trainer(objective, len(objective), settings, evaluate=evaluate, on_epoch_end=on_epoch_end).fit()
     model.eval()
     return model
-
-
-@torch.no_grad()
-def _score(model: nn.Module, val: Dataset, classify: bool) -> float:
-    model.eval()
-    out = model(torch.as_tensor(val.X))
-    if classify:
-        return float((out.argmax(-1).numpy() == val.y).mean())
-    return -float(((out.squeeze(-1).numpy() - val.y) ** 2).mean())

@@ -34,10 +34,7 @@ class LlamaCppFormat:
 
     priority = 25
     suffixes = (".gguf",)
-
-    @staticmethod
-    def can_save(obj: Any) -> bool:
-        return isinstance(obj, LlamaCppLM)
+    saves = (LlamaCppLM,)
 
     @staticmethod
     def save(obj: LlamaCppLM, directory: Path) -> dict[str, Any]:

@@ -27,10 +27,7 @@ __all__ = ["OrtFormat"]
 @register_format("onnxruntime_model")
 class OrtFormat:
     priority = 30
-
-    @staticmethod
-    def can_save(obj: Any) -> bool:
-        return type(obj) in (OrtSentenceEncoder, OrtClassifier)
+    saves = (OrtSentenceEncoder, OrtClassifier)
 
     @staticmethod
     def save(obj: OrtModel, directory: Path) -> dict[str, Any]:

@@ -1,9 +1,15 @@
-"""A generic training loop: it minimises whatever ``objective(idx)["loss"]`` returns.
+"""The one supervised training loop: it minimises whatever ``objective(idx)["loss"]`` returns.
 
-The trainer knows nothing about teachers or losses. It owns the optimizer and schedule, early
-stopping on a validation score, atomic checkpoints and resume, the progress bar, seeding, and
-multi-process data parallelism: launched under ``torchrun`` it joins a gloo process group, wraps
-the objective in ``DistributedDataParallel`` and gives each process its share of every global batch.
+Every technique that trains builds an *objective*, an ``nn.Module`` that owns the trainable
+parameters and whose ``forward(idx)`` returns ``{"loss": ..., <parts>}`` on training rows ``idx``,
+and hands it to :class:`Trainer`: ``ss.zoo.train`` and QAT (:class:`SupervisedObjective`),
+pruning recovery (the same, plus distillation from the unpruned model), ``ss.distill`` (its
+distillation objectives). The trainer knows nothing about teachers or losses. It owns the
+optimizer and schedule (both small registries, :data:`OPTIMIZERS` and :data:`SCHEDULES`), the
+batch order, early stopping and best-epoch selection on a validation score, atomic checkpoints and
+resume, the progress bar, and multi-process data parallelism: launched under ``torchrun`` with
+``distributed=True`` it joins a gloo process group, wraps the objective in
+``DistributedDataParallel`` and gives each process its share of every global batch.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +29,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, SlimstackError
-from ._lr_range import CANDIDATES, probe_steps, range_test
+from ._utils import atomic_file
+from ._validate import Choices, check_choice
+from .errors import ConfigError, DataError, SlimstackError
 
-__all__ = ["Trainer", "TrainSettings", "TrainingDivergedError", "fingerprint", "world"]
+__all__ = ["OPTIMIZERS", "ORDERS", "SCHEDULES", "Trainer", "TrainSettings",
+           "TrainingDivergedError", "fingerprint", "make_optimizer", "world"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -36,13 +43,39 @@ class TrainingDivergedError(SlimstackError, FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+# The optimizers and learning-rate schedules a run may name; register more with ``.register(name, fn)``.
+OPTIMIZERS: Choices[Callable[..., torch.optim.Optimizer]] = Choices("optimizer")
+OPTIMIZERS.register("adamw", lambda params, lr, weight_decay: torch.optim.AdamW(params, lr=lr,
+                                                                                 weight_decay=weight_decay))
+OPTIMIZERS.register("sgd", lambda params, lr, weight_decay: torch.optim.SGD(params, lr=lr, momentum=0.9,
+                                                                             weight_decay=weight_decay))
+
+# A schedule maps (step after warmup, steps after warmup, steps per epoch) to the share of the peak rate.
+SCHEDULES: Choices[Callable[[int, int, int], float]] = Choices("schedule")
+SCHEDULES.register("cosine", lambda step, total, per_epoch: 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / total))))
+SCHEDULES.register("linear", lambda step, total, per_epoch: 1.0 - min(1.0, step / total))
+SCHEDULES.register("constant", lambda step, total, per_epoch: 1.0)
+# Cosine over whole epochs (the rate changes between epochs only): what ss.zoo.train has always used.
+SCHEDULES.register("epoch_cosine", lambda step, total, per_epoch: 0.5 * (1.0 + math.cos(
+    math.pi * (step // per_epoch) / max(1, math.ceil(total / per_epoch)))))
+
+# How each epoch's batch order is drawn: "reseeded" seeds epoch e with seed + e (ss.distill);
+# "stream" draws every epoch from one generator seeded once (ss.zoo.train, QAT, pruning recovery).
+ORDERS = ("reseeded", "stream")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
-    """What the loop needs to know; built from a ``DistillConfig`` (or any config with these fields)."""
+    """What the loop needs to know; :meth:`from_config` builds it from a ``DistillConfig``-like config.
+
+    ``lr="auto"`` asks the ``lr_search`` the :class:`Trainer` was given (distillation's range test).
+    ``distributed`` lets the run train data-parallel when launched under ``torchrun`` (False: every
+    process trains alone). ``name`` labels the progress bar.
+    """
 
     epochs: int
     batch_size: int
-    lr: float | str  # "auto": chosen by a short range test on the objective (see _lr_range)
+    lr: float | str
     weight_decay: float = 0.0
     optimizer: str = "adamw"
     schedule: str = "cosine"
@@ -55,12 +88,21 @@ class TrainSettings:
     seed: int = 0
     progress: bool = False
     fingerprint: str = ""  # a resume only continues a checkpoint written by the same settings
+    order: str = "reseeded"
+    distributed: bool = True
+    name: str = "train"
+
+    def __post_init__(self) -> None:
+        OPTIMIZERS.check("TrainSettings.optimizer", self.optimizer)
+        SCHEDULES.check("TrainSettings.schedule", self.schedule)
+        check_choice("TrainSettings.order", self.order, ORDERS)
 
     @classmethod
-    def from_config(cls, config: Any, *, lr: float | str, fingerprint: str) -> TrainSettings:
-        """The loop's settings from a ``DistillConfig``-like config, with the run's own rate and fingerprint."""
-        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("lr", "fingerprint")]
-        return cls(lr=lr, fingerprint=fingerprint, **{n: getattr(config, n) for n in names})
+    def from_config(cls, config: Any, *, lr: float | str, fingerprint: str, **overrides: Any) -> TrainSettings:
+        """The loop's settings from a config with these fields, with the run's own rate and fingerprint."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("lr", "fingerprint", *overrides)]
+        values = {n: getattr(config, n) for n in names if hasattr(config, n)}
+        return cls(lr=lr, fingerprint=fingerprint, **values, **overrides)
 
 
 def world() -> tuple[int, int]:
@@ -103,21 +145,39 @@ class Trainer:
         Number of training rows; each epoch visits a seeded permutation of them.
     settings : TrainSettings
     evaluate : callable, optional
-        ``evaluate() -> float`` (higher is better), run after each epoch on rank 0 for early
-        stopping and to keep the best epoch's weights.
+        ``evaluate() -> float`` (higher is better), run on rank 0 on the starting weights and after
+        each epoch, for early stopping and to keep the best epoch's weights.
     on_epoch_end : callable, optional
         ``on_epoch_end(record)`` with the epoch's history record (raise to interrupt).
+    after_step : callable, optional
+        ``after_step(values)`` after every optimizer step, with the step's loss parts as floats
+        (pruning recovery re-applies its masks here and keeps the per-step losses).
+    lr_search : callable, optional
+        ``lr_search(objective, n_rows, settings, total_steps) -> (lr, record)`` picks the rate for
+        ``lr="auto"`` (distillation's range test); ``record`` goes into :attr:`record`.
+
+    Examples
+    --------
+    >>> objective = SupervisedObjective(model, ss.datasets.load("digits", split="train"))   # doctest: +SKIP
+    >>> Trainer(objective, len(objective), TrainSettings(epochs=5, batch_size=64, lr=3e-3)).fit()  # doctest: +SKIP
     """
 
     def __init__(self, objective: nn.Module, n_rows: int, settings: TrainSettings, *,
                  evaluate: Callable[[], float] | None = None,
-                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None):
+                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+                 after_step: Callable[[dict[str, float]], None] | None = None,
+                 lr_search: Callable[..., tuple[float, dict[str, Any]]] | None = None):
         self.objective = objective
         self.n_rows = int(n_rows)
         self.s = settings
         self.evaluate = evaluate
         self.on_epoch_end = on_epoch_end
-        self.rank, self.world_size = world()
+        self.after_step = after_step
+        self.lr_search = lr_search
+        if self.n_rows < 1:
+            raise DataError(f"{settings.name}: there are no training rows; pass at least one")
+        self.rank, self.world_size = world() if settings.distributed else (0, 1)
+        self._stream: tuple[int, torch.Generator] | None = None  # (next epoch, generator) for order="stream"
         if self.s.batch_size % self.world_size:
             raise ConfigError(
                 f"batch_size={self.s.batch_size} is the global batch and must divide by the {self.world_size} "
@@ -138,8 +198,9 @@ class Trainer:
         lr = self._choose_lr(total, resuming)
         model = self._wrap()
         params = [p for p in self.objective.parameters() if p.requires_grad]
-        opt = _optimizer(dataclasses.replace(self.s, lr=lr), params)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(self.s.schedule, self.s.warmup, total))
+        opt = make_optimizer(self.s.optimizer, params, lr, self.s.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(self.s.schedule, self.s.warmup, total,
+                                                                 steps_per_epoch))
         state = {"epoch": 0, "step": 0, "best": -math.inf, "best_epoch": None, "bad_epochs": 0, "stopped": None}
         best_weights: dict[str, torch.Tensor] | None = None
         if resuming:
@@ -154,7 +215,7 @@ class Trainer:
             state.update(best=score, best_epoch=0)
             best_weights = copy.deepcopy(self.objective.state_dict())
         t0 = time.perf_counter()
-        with _progress(self.s.progress and self.rank == 0, total, state["step"]) as bar:
+        with _progress(self.s.progress and self.rank == 0, total, state["step"], self.s.name) as bar:
             while state["epoch"] < self.s.epochs and state["stopped"] is None:
                 epoch = state["epoch"]
                 sums: dict[str, float] = {}
@@ -172,6 +233,8 @@ class Trainer:
                         torch.nn.utils.clip_grad_norm_(params, self.s.grad_clip)
                     opt.step()
                     sched.step()
+                    if self.after_step is not None:
+                        self.after_step(values)
                     state["step"] += 1
                     seen += 1
                     for k, v in values.items():
@@ -212,20 +275,20 @@ class Trainer:
             self.record["lr"] = float(self.s.lr)
             return float(self.s.lr)
         if resuming:
-            return CANDIDATES[0]  # a placeholder: the checkpoint's optimizer state sets the rate
-        steps = probe_steps(total)
-        # Every rank runs the same seeded test on the whole batch (no gradient sync needed), and
+            return 1e-3  # a placeholder: the checkpoint's optimizer and scheduler state set the rate
+        if self.lr_search is None:
+            raise ConfigError(f"{self.s.name}: lr='auto' needs a learning-rate search, and this run has none; "
+                              "pass a number, e.g. lr=1e-3")
+        # Every rank runs the same seeded search on the whole batch (no gradient sync needed), and
         # rank 0's choice is broadcast so the processes can never disagree.
-        lr, table = range_test(self.objective, self.n_rows, self.s.batch_size,
-                               lambda params, rate: _optimizer(dataclasses.replace(self.s, lr=rate), params),
-                               steps=steps, seed=self.s.seed, grad_clip=self.s.grad_clip)
+        lr, found = self.lr_search(self.objective, self.n_rows, self.s, total)
         if self.world_size > 1:
             import torch.distributed as dist
 
             box = [lr]
             dist.broadcast_object_list(box, src=0)
             lr = float(box[0])
-        self.record.update(lr=lr, lr_range_test={"steps_per_candidate": steps, "candidates": table})
+        self.record.update(lr=lr, **found)
         return lr
 
     def _wrap(self) -> nn.Module:
@@ -245,8 +308,7 @@ class Trainer:
         Rank r takes positions r, r + W, ... of the permutation (as ``DistributedSampler`` does),
         so step k's global batch is the same set of rows whatever the number of processes.
         """
-        g = torch.Generator().manual_seed(self.s.seed + epoch)
-        order = torch.randperm(self.n_rows, generator=g)
+        order = self._order(epoch)
         per_rank = self._rows_per_rank()
         pad = per_rank * self.world_size - self.n_rows
         if pad:
@@ -254,6 +316,18 @@ class Trainer:
         mine = order[self.rank :: self.world_size]
         for start in range(0, len(mine), self.local_batch):
             yield mine[start : start + self.local_batch]
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        """Epoch ``epoch``'s permutation of the rows (the same on every rank, and again on resume)."""
+        if self.s.order == "reseeded":
+            return torch.randperm(self.n_rows, generator=torch.Generator().manual_seed(self.s.seed + epoch))
+        if self._stream is None or self._stream[0] > epoch:
+            self._stream = (0, torch.Generator().manual_seed(self.s.seed))
+        done, g = self._stream
+        for _ in range(done, epoch):  # a resumed run replays the epochs it skips
+            torch.randperm(self.n_rows, generator=g)
+        self._stream = (epoch + 1, g)
+        return torch.randperm(self.n_rows, generator=g)
 
     def _reduce(self, values: dict[str, float]) -> dict[str, float]:
         if self.world_size == 1:
@@ -296,17 +370,8 @@ class Trainer:
                 "best": best,
                 "rng": torch.get_rng_state(),
             }
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    torch.save(blob, fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint intact
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            with atomic_file(path, "wb") as fh:  # a crash leaves the previous checkpoint intact
+                torch.save(blob, fh)
         if self.world_size > 1:
             import torch.distributed as dist
 
@@ -332,24 +397,22 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def _optimizer(s: TrainSettings, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """The optimizer :data:`OPTIMIZERS` names, over ``params``."""
     if not params:
-        raise ConfigError("the student has no trainable parameters (all have requires_grad=False)")
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.lr, momentum=0.9, weight_decay=s.weight_decay)
-    return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+        raise ConfigError("the model has no trainable parameters (all have requires_grad=False)")
+    return OPTIMIZERS[name](params, lr, weight_decay)
 
 
-def _schedule(kind: str, warmup: float, total: int) -> Callable[[int], float]:
+def _schedule(kind: str, warmup: float, total: int, steps_per_epoch: int = 1) -> Callable[[int], float]:
+    """Step -> share of the peak rate: a linear rise over ``warmup`` of the steps, then schedule ``kind``."""
     warm = int(round(warmup * total))
+    shape = SCHEDULES[kind]
 
     def factor(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
-        if kind == "constant":
-            return 1.0
-        frac = min(1.0, (step - warm) / max(1, total - warm))
-        return 0.5 * (1.0 + math.cos(math.pi * frac)) if kind == "cosine" else 1.0 - frac
+        return shape(step - warm, max(1, total - warm), max(1, steps_per_epoch))
 
     return factor
 
@@ -357,8 +420,8 @@ def _schedule(kind: str, warmup: float, total: int) -> Callable[[int], float]:
 class _progress:
     """A rich progress bar over optimizer steps (a no-op when disabled)."""
 
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.enabled, self.total, self.done = enabled, total, done
+    def __init__(self, enabled: bool, total: int, done: int, name: str):
+        self.enabled, self.total, self.done, self.name = enabled, total, done, name
         self.loss: float | None = None
         self.val: float | None = None
         self.epoch = 0
@@ -367,7 +430,7 @@ class _progress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("distill"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            self.bar = Progress(TextColumn(self.name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                 TextColumn("{task.description}"), transient=False)
             self.bar.__enter__()
             self.task = self.bar.add_task("", total=self.total, completed=self.done)
