@@ -20,8 +20,9 @@ __all__ = ["sq_distances"]
 
 
 class _Entry:
-    def __init__(self, name: str, T: np.ndarray):
+    def __init__(self, name: str, T: np.ndarray, graph):
         self.name, self.T = name, T
+        self.graph = graph  # held so that no later graph body can reuse its id() while the cache lives
         self._index: dict[bytes, int] | None = None
 
     def columns(self, rows: np.ndarray) -> np.ndarray | None:
@@ -70,5 +71,5 @@ def sq_distances(g, x: str, T: np.ndarray, *, within: float = 0.0) -> tuple[str,
     B = np.vstack([-2.0 * T.T, np.ones((1, len(T)))])
     d2 = g.op("Gemm", [g.op("Concat", [x, xx], "x_xx", axis=1), g.const(B, "m2t"),
                        g.const((T * T).sum(axis=1), "tt")], "d2")
-    cache[key] = _Entry(d2, T)
+    cache[key] = _Entry(d2, T, g)
     return d2, np.arange(len(T)), len(T)
