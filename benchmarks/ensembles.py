@@ -36,6 +36,9 @@ import warnings
 
 import numpy as np
 
+# OpenMP threads that spin while waiting make HistGradientBoosting crawl on a shared machine (as hierarchical.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -155,15 +158,24 @@ def _extra(p):
     p.add_argument("--latency-only", action="store_true",
                    help="only the serving latency of compiled ensembles (writes ensembles-latency[-quick].json)")
     p.add_argument("--datasets", default=None, help="comma-separated subset of the datasets (latency run)")
+    p.add_argument("--latency-threads", default="1",
+                   help="latency run: comma-separated thread counts, each applied to every variant alike (default 1; "
+                        "2 only on an idle machine: oversubscribed OpenMP makes scikit-learn's times meaningless)")
 
 
-def latency(quick: bool, only: set | None) -> list[dict]:
+def latency(quick: bool, only: set | None, thread_counts: tuple[int, ...] = (1,)) -> list[dict]:
     """Predict latency at batch 1 and 256: compiled vs Python vs scikit-learn's ensembles, interleaved.
 
     Per dataset, the five members are fitted once (first outer fold's training rows) inside each
     tool; every variant then predicts the same rows in rotation (A B C ... B C A ...), and the median
-    per variant is kept (``_common.timed``: ss.compare with a cool-down between calls). Sizes are
-    what ss.save writes. ``max_abs_proba_diff`` compares each compiled model with its Python source.
+    per variant is kept (``_common.timed``: ss.compare with a cool-down between calls). Each thread
+    count in ``thread_counts`` is applied to every variant alike (ONNX Runtime intra-op threads for
+    the compiled ones, BLAS/OpenMP for scikit-learn's). Sizes are what ss.save writes.
+    ``max_abs_proba_diff`` compares each compiled model with its Python source.
+
+    Stacking variants: ``sk_stacking`` (scikit-learn, members refitted on all rows), ``ss_stacking``
+    (slimstack's default: the five fold copies of every member averaged) and ``ss_stacking_refit``
+    (slimstack, ``refit=True``: one copy of each member, as scikit-learn serves).
     """
     rows = []
     inner = StratifiedKFold(5, shuffle=True, random_state=0)
@@ -176,6 +188,7 @@ def latency(quick: bool, only: set | None) -> list[dict]:
         python = {
             "sk_stacking": StackingClassifier(m, final_estimator=meta(), cv=inner, n_jobs=2).fit(X[tr], y[tr]),
             "ss_stacking": ss.StackingEnsemble(m, cv=inner, n_jobs=2, random_state=0).fit(X[tr], y[tr]),
+            "ss_stacking_refit": ss.StackingEnsemble(m, cv=inner, n_jobs=2, refit=True, random_state=0).fit(X[tr], y[tr]),
             "sk_voting": VotingClassifier(m, voting="soft", n_jobs=1).fit(X[tr], y[tr]),
             "ss_voting": ss.VotingEnsemble(m).fit(X[tr], y[tr]),
         }
@@ -190,16 +203,17 @@ def latency(quick: bool, only: set | None) -> list[dict]:
         acc = {n: float(np.mean(np.asarray(v.classes_)[np.argmax(v.predict_proba(X[te]), 1)] == y[te]))
                for n, v in variants.items()}
         Xte = np.tile(X[te], (max(1, 256 // len(te) + 1), 1))[:256]
-        for batch, reps in ((1, 30 if quick else 100), (256, 10 if quick else 30)):
-            t = timed(variants, Xte, batch=batch, threads=1, runs=reps)
-            for n in variants:
-                d = diffs.get(n)
-                rows.append({"name": f"{dname}/{n}/b{batch}", "dataset": dname, "tool": n, "batch": batch,
-                             "latency_ms": t[n]["latency_ms"], "quality": acc[n], "quality_metric": "accuracy",
-                             "size_bytes": sizes.get(n), "params": None,
-                             "max_abs_proba_diff": None if d is None else d[0],
-                             "compile_s": None if d is None else d[1]})
-            print(dname, batch, {n: round(v["latency_ms"], 3) for n, v in t.items()}, flush=True)
+        for th in thread_counts:
+            for batch, reps in ((1, 30 if quick else 100), (256, 10 if quick else 30)):
+                t = timed(variants, Xte, batch=batch, threads=th, runs=reps)
+                for n in variants:
+                    d = diffs.get(n)
+                    rows.append({"name": f"{dname}/{n}/b{batch}" + ("" if th == 1 else f"/t{th}"), "dataset": dname,
+                                 "tool": n, "batch": batch, "threads": th, "latency_ms": t[n]["latency_ms"],
+                                 "quality": acc[n], "quality_metric": "accuracy", "size_bytes": sizes.get(n),
+                                 "params": None, "max_abs_proba_diff": None if d is None else d[0],
+                                 "compile_s": None if d is None else d[1]})
+                print(dname, f"threads={th}", batch, {n: round(v["latency_ms"], 3) for n, v in t.items()}, flush=True)
     return rows
 
 
@@ -252,18 +266,28 @@ def demo_targets(rows: list[dict], weights: list[float]) -> dict:
     return out
 
 
+STACKS = {"fold_averaged": "compiled:ss_stacking", "refit": "compiled:ss_stacking_refit",
+          "sklearn_refit": "compiled:sk_stacking"}
+
+
 def latency_targets(rows: list[dict]) -> dict:
+    """Per dataset and thread count: each compiled stack's speed-up over ``StackingClassifier`` (targets 10x / 5x)."""
     out = {}
     for dname in sorted({r["dataset"] for r in rows} - {"demo_breast_cancer"}):
-        get = {(r["tool"], r["batch"]): r["latency_ms"] for r in rows if r["dataset"] == dname}
-        out[dname] = {f"compiled_ss_stacking_speedup_vs_sk_stacking_b{b}": get[("sk_stacking", b)] / get[("compiled:ss_stacking", b)]
-                      for b in (1, 256)}
-        out[dname].update({f"compiled_sk_stacking_speedup_vs_sk_stacking_b{b}": get[("sk_stacking", b)] / get[("compiled:sk_stacking", b)]
-                           for b in (1, 256)})
-        out[dname]["stacking_5x_at_256"] = out[dname]["compiled_ss_stacking_speedup_vs_sk_stacking_b256"] >= 5
-        out[dname]["stacking_10x_at_1"] = out[dname]["compiled_ss_stacking_speedup_vs_sk_stacking_b1"] >= 10
-        out[dname]["max_abs_proba_diff"] = max(r["max_abs_proba_diff"] for r in rows
-                                               if r["dataset"] == dname and r["max_abs_proba_diff"] is not None)
+        out[dname] = {"max_abs_proba_diff": max(r["max_abs_proba_diff"] for r in rows
+                                                if r["dataset"] == dname and r["max_abs_proba_diff"] is not None)}
+        for th in sorted({r.get("threads", 1) for r in rows if r["dataset"] == dname}):
+            get = {(r["tool"], r["batch"]): r["latency_ms"] for r in rows
+                   if r["dataset"] == dname and r.get("threads", 1) == th}
+            t = {}
+            for kind, tool in STACKS.items():
+                if (tool, 1) not in get:
+                    continue
+                for b in (1, 256):
+                    t[f"{kind}_speedup_b{b}"] = get[("sk_stacking", b)] / get[(tool, b)]
+                t[f"{kind}_10x_at_1"] = t[f"{kind}_speedup_b1"] >= 10
+                t[f"{kind}_5x_at_256"] = t[f"{kind}_speedup_b256"] >= 5
+            out[dname][f"threads_{th}"] = t
     return out
 
 
@@ -274,13 +298,14 @@ def main() -> None:
         if args.out == Path(__file__).resolve().parent / "results" / f"ensembles{'-quick' if args.quick else ''}.json":
             args.out = args.out.with_name(f"ensembles-latency{'-quick' if args.quick else ''}.json")
         only = set(args.datasets.split(",")) if args.datasets else None
-        args.threads = 1  # every variant, compiled and Python, runs on one thread (recorded in "machine")
-        with threads(1):
-            rows = latency(args.quick, only)
+        counts = tuple(int(t) for t in args.latency_threads.split(","))
+        args.threads = counts[0]  # "machine" records the first; every row records its own
+        with threads(1):  # fits single-threaded; timed() sets each variant's threads per row's count
+            rows = latency(args.quick, only, counts)
             demo, weights = ([], None) if only and "demo" not in only else demo_latency(args.quick)
         write("ensembles-latency", args, rows + demo, targets=latency_targets(rows),
               demo_targets=demo_targets(demo, weights) if demo else None,
-              protocol={"threads": 1, "interleaved": "every variant in rotation, median per variant",
+              protocol={"threads": list(counts), "interleaved": "every variant in rotation, median per variant",
                         "train": "first of StratifiedKFold(3, shuffle, seed 0) outer folds; members as in the main run",
                         "datasets": sorted({r["dataset"] for r in rows})})
         return

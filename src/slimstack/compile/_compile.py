@@ -30,6 +30,7 @@ class _Context:
     record: list = field(default_factory=list)
     fallbacks: list = field(default_factory=list)
     double: dict = field(default_factory=dict)  # float32 output name -> the float64 tensor it was cast from
+    distances: dict = field(default_factory=dict)  # distance tensors shared between members (_distances)
 
 
 def compile(estimator: Any, *, threads: int | None = 1, fallback: str = "python",  # noqa: A001

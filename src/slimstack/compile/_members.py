@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto
 
+from ._distances import sq_distances
 from ._errors import NotCompilable
+from ._svm import is_svc, svc_output, svc_proba
 from ._trees import hgb_trees, sklearn_trees, tree_node
 
 __all__ = ["leaf_proba", "leaf_output", "register_converter", "unwrap", "forests_mean", "hgb_folds_mean",
@@ -58,6 +60,8 @@ def leaf_output(g, est: Any, x: str, method: str) -> str:
     est = unwrap(est)
     if method == "predict_proba":
         return leaf_proba(g, est, x)
+    if method in ("predict", "decision_function") and _svc_inside(est):
+        return _pipeline_prefix(g, est, x, lambda g2, last, x2: svc_output(g2, last, x2, method))
     if method == "predict":
         if not _argmax_safe(est):
             raise NotCompilable(f"predict of {type(est).__name__} is not the argmax of its probabilities")
@@ -178,14 +182,6 @@ def _knn_check(est) -> None:
         raise NotCompilable(f"KNeighborsClassifier(weights={est.weights!r}) or multi-output targets")
 
 
-def _sq_distances(g, x: str, T: np.ndarray) -> str:
-    """Squared euclidean distances [N, len(T)] in float64 by one MatMul: |x|^2 - 2 x.T + |t|^2."""
-    tt = g.const((T * T).sum(axis=1)[None, :], "tt")
-    xx = g.op("ReduceSum", [g.op("Mul", [x, x]), g.const(np.array([1], np.int64), "ax")], "xx", keepdims=1)
-    cross = g.op("MatMul", [x, g.const(-2.0 * T.T, "m2t")], "cross")
-    return g.op("Add", [g.op("Add", [cross, xx]), tt], "d2")
-
-
 def _knn_vote(g, est, d: str, labels: np.ndarray | None = None) -> str:
     """Neighbour vote (float64 [N, classes]) of ``est`` given squared distances ``d`` to rows labelled ``labels``
 
@@ -196,8 +192,10 @@ def _knn_vote(g, est, d: str, labels: np.ndarray | None = None) -> str:
     labels = np.asarray(est._y) if labels is None else labels
     onehot = g.const(np.eye(n_classes, dtype=np.float64)[labels], "ylab")
     G = g.op("Gather", [onehot, idx], "nbr", axis=0)  # [N, k, classes]
-    if est.weights == "uniform":
-        return g.op("ReduceMean", [G, g.const(np.array([1], np.int64), "ax")], "knn", keepdims=0)
+    if est.weights == "uniform":  # counts by one small MatMul (ReduceMean over the middle axis is slower), then / k
+        flat = g.op("Reshape", [G, g.const(np.array([-1, k * n_classes], np.int64), "shape")], "nbr_flat")
+        counts = g.op("MatMul", [flat, g.const(np.tile(np.eye(n_classes), (k, 1)), "count")], "counts")
+        return g.op("Div", [counts, g.const(np.float64(k), "k_f")], "knn")
     # 1 / distance; rows with an exact match use only the matches, as scikit-learn does
     dist = g.op("Sqrt", [g.op("Max", [vals, g.const(np.zeros(1), "z")])], "dist")
     zero = g.op("Cast", [g.op("Equal", [dist, g.const(np.zeros(1), "z")])], "iszero", to=TensorProto.DOUBLE)
@@ -213,7 +211,7 @@ def _knn_vote(g, est, d: str, labels: np.ndarray | None = None) -> str:
 def _knn(g, est, x: str) -> str:
     """Squared distances by one MatMul, TopK, then a mean of the neighbours' one-hot labels (in float64)."""
     _knn_check(est)
-    d = _sq_distances(g, x, np.asarray(est._fit_X, dtype=np.float64))
+    d = sq_distances(g, x, np.asarray(est._fit_X, dtype=np.float64))[0]
     return g.op("Cast", [_knn_vote(g, est, d)], "knn_f", to=TensorProto.FLOAT)
 
 
@@ -229,7 +227,7 @@ def knn_folds_mean(g, models: list, x: str) -> str:
     for m in models:
         _knn_check(m)
     union, seqs = _union_rows([np.ascontiguousarray(m._fit_X, dtype=np.float64) for m in models])
-    d_all = _sq_distances(g, x, union)
+    d_all = sq_distances(g, x, union)[0]
     votes = []
     for m, seq in zip(models, seqs):
         d = d_all
@@ -289,17 +287,32 @@ def _union_rows(parts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     return np.stack([rows[i] for i in order]), [pos[s] for s in seqs]
 
 
+@register_converter(is_svc)
+def _svc(g, est, x: str) -> str:
+    """RBF / linear / poly / sigmoid kernels as float64 GEMMs, libsvm's coupling in ORT (see ``_svm``)."""
+    return svc_proba(g, est, x)
+
+
 # -- pipelines whose last step has a converter of its own ----------------------------------------
 def _custom_pipeline(est) -> bool:
     from sklearn.pipeline import Pipeline
 
-    return isinstance(est, Pipeline) and any(m(unwrap(est.steps[-1][1])) for m, _ in _CONVERTERS[:3])
+    last = unwrap(est.steps[-1][1]) if isinstance(est, Pipeline) else None
+    return last is not None and any(m(last) for m in (_is_forest, _is_hgb, _is_knn, is_svc))
 
 
 @register_converter(_custom_pipeline)
 def _pipeline(g, est, x: str) -> str:
+    return _pipeline_prefix(g, est, x, leaf_proba)
+
+
+def _pipeline_prefix(g, est, x: str, last_step) -> str:
+    """``last_step(g, model, x)`` on ``x`` sent through the pipeline's transformers (``est`` itself if no pipeline)."""
+    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if not isinstance(est, Pipeline):
+        return last_step(g, est, x)
     for name, step in est.steps[:-1]:
         if step is None or step == "passthrough":
             continue
@@ -311,7 +324,13 @@ def _pipeline(g, est, x: str) -> str:
             continue
         out = _skl2onnx_transform(g, step, x, name)
         x = g.op("Cast", [out], "xd", to=TensorProto.DOUBLE)
-    return leaf_proba(g, est.steps[-1][1], x)
+    return last_step(g, unwrap(est.steps[-1][1]), x)
+
+
+def _svc_inside(est) -> bool:
+    from sklearn.pipeline import Pipeline
+
+    return is_svc(unwrap(est.steps[-1][1]) if isinstance(est, Pipeline) else est)
 
 
 # -- slimstack's torch and ONNX members ---------------------------------------------------------
