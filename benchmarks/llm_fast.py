@@ -87,9 +87,10 @@ def pipelines(steps: int, quick: bool) -> dict[str, dict[str, Any]]:
                                                                    recovery_params="near_cut"),
         "drop 4 layers + distill (near cut) -> Q4_0": ss.LayerDrop(layers=4, **calib, **rec,
                                                                    recovery_params="near_cut"),
+        "FFN -25 % (refit) -> Q4_0": ss.WidthPruning(ffn_ratio=0.25, **calib),
+        "KV groups 3 -> 2 (refit) -> Q4_0": ss.WidthPruning(ffn_ratio=0.0, head_ratio=0.34, **calib),
     }
     if not quick:
-        out["FFN -25 % (refit) -> Q4_0"] = ss.WidthPruning(ffn_ratio=0.25, **calib)
         out["drop 2 layers + distill (blocks) -> Q4_0"] = ss.LayerDrop(layers=2, **calib, **rec,
                                                                        recovery_params="blocks")
         out["FFN -25 % (refit) + distill (blocks) -> Q4_0"] = ss.WidthPruning(ffn_ratio=0.25, **calib, **rec,
