@@ -14,6 +14,15 @@ from slimstack.llm import CausalLM, teacher_text
 from .conftest import TEXT, make_config, make_tokenizer
 
 CALIB = [TEXT]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models train fastest on one thread (two threads on a busy 2-core machine spin-wait)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 TRAIN = [TEXT]
 
 
@@ -36,6 +45,14 @@ def _changed(before: dict[str, torch.Tensor], model: torch.nn.Module) -> set[str
     return {k for k, v in model.state_dict().items() if k in before and not torch.equal(before[k], v)}
 
 
+def _recovered(lm: CausalLM, config: type, params: str, **cut) -> tuple:
+    """(unrecovered result, recovered result, names of the tensors recovery changed); same calibration for both."""
+    base = ss.prune(lm, config(**cut, calibration_tokens=64), calibration=CALIB)
+    before = {k: v.clone() for k, v in base.model.model.state_dict().items()}
+    r = ss.prune(lm, config(**cut, **_rec(recovery_params=params)), calibration=CALIB)
+    return base, r, _changed(before, r.model.model)
+
+
 def _kld(teacher: CausalLM, student: CausalLM) -> float:
     ref = teacher.logprobs(TEXT, 64)[1]
     lp = student.logprobs(TEXT, 64)[1]
@@ -55,11 +72,7 @@ def test_width_distill_recovery_on_train_text_lowers_the_kld():
 
 
 def test_blocks_recovery_keeps_the_tied_embedding_and_head():
-    lm = _teacher()
-    pruned = ss.prune(lm, ss.WidthPruning(ffn_ratio=0.5, calibration_tokens=64), calibration=CALIB).model
-    before = {k: v.clone() for k, v in pruned.model.state_dict().items()}
-    r = ss.prune(lm, ss.WidthPruning(ffn_ratio=0.5, **_rec(recovery_params="blocks")), calibration=CALIB)
-    changed = _changed(before, r.model.model)
+    _, r, changed = _recovered(_teacher(), ss.WidthPruning, "blocks", ffn_ratio=0.5)
     assert "model.embed_tokens.weight" not in changed and "lm_head.weight" not in changed
     assert "model.norm.weight" in changed and any(k.startswith("model.layers.0.mlp") for k in changed)
     assert r.model.model.lm_head.weight is r.model.model.model.embed_tokens.weight
@@ -67,24 +80,15 @@ def test_blocks_recovery_keeps_the_tied_embedding_and_head():
 
 
 def test_near_cut_trains_only_the_layers_beside_the_dropped_one():
-    lm = _teacher(layers=4)
-    base = ss.prune(lm, ss.LayerDrop(layers=1, calibration_tokens=64), calibration=CALIB)
+    base, r, changed = _recovered(_teacher(layers=4), ss.LayerDrop, "near_cut", layers=1)
     dropped = base.summary["dropped_layers"][0]
-    keep = base.summary["kept_layers"]
-    near = {j for j, i in enumerate(keep) if abs(i - dropped) == 1}
-    before = {k: v.clone() for k, v in base.model.model.state_dict().items()}
-    r = ss.prune(lm, ss.LayerDrop(layers=1, **_rec(recovery_params="near_cut")), calibration=CALIB)
+    near = {j for j, i in enumerate(base.summary["kept_layers"]) if abs(i - dropped) == 1}
     assert r.summary["dropped_layers"] == [dropped]
-    layers = {int(k.split(".")[2]) for k in _changed(before, r.model.model) if k.startswith("model.layers.")}
-    assert layers == near
+    assert {int(k.split(".")[2]) for k in changed if k.startswith("model.layers.")} == near
 
 
 def test_norms_recovery_changes_only_norm_weights():
-    lm = _teacher()
-    base = ss.prune(lm, ss.WidthPruning(ffn_ratio=0.25, calibration_tokens=64), calibration=CALIB).model
-    before = {k: v.clone() for k, v in base.model.state_dict().items()}
-    r = ss.prune(lm, ss.WidthPruning(ffn_ratio=0.25, **_rec(recovery_params="norms")), calibration=CALIB)
-    changed = _changed(before, r.model.model)
+    _, _, changed = _recovered(_teacher(), ss.WidthPruning, "norms", ffn_ratio=0.25)
     assert changed and all("norm" in k for k in changed)
 
 
