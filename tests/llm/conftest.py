@@ -101,3 +101,12 @@ def tiny_lm_recipe(tmp_path, monkeypatch, name: str, steps: list) -> dict:
     return {"name": name, "model": {"path": str(tmp_path / "lm")},
             "data": {"name": str(tmp_path / "notes.txt"), "window": 32},
             "measure": {"threads": 1, "runs": 1, "warmup": 0}, "steps": steps}
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one torch thread (two threads on a busy 2-core machine spin-wait)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

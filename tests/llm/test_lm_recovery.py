@@ -13,16 +13,9 @@ from slimstack.llm import CausalLM, teacher_text
 
 from .conftest import TEXT, make_config, make_tokenizer
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CALIB = [TEXT]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models train fastest on one thread (two threads on a busy 2-core machine spin-wait)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 TRAIN = [TEXT]
 
 
