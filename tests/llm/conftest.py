@@ -86,3 +86,27 @@ def tiny_llama():
 
     model, tok = make_hf_model("llama")
     return CausalLM(model, tok, name="tiny-llama")
+
+
+def tiny_lm_recipe(tmp_path, monkeypatch, name: str, steps: list) -> dict:
+    """A recipe over a saved tiny Llama and a notes.txt of TEXT, measured quickly (4 decode, 32 prefill tokens)."""
+    import slimstack as ss
+    import slimstack.llm._measure as lm_measure
+
+    monkeypatch.setattr(lm_measure, "DECODE_TOKENS", 4)
+    monkeypatch.setattr(lm_measure, "PREFILL_TOKENS", 32)
+    model, tok = make_hf_model("llama")
+    ss.save(ss.llm.CausalLM(model, tok), tmp_path / "lm")
+    (tmp_path / "notes.txt").write_text("\n\n".join(f"{TEXT[:120]} ({i})" for i in range(30)))
+    return {"name": name, "model": {"path": str(tmp_path / "lm")},
+            "data": {"name": str(tmp_path / "notes.txt"), "window": 32},
+            "measure": {"threads": 1, "runs": 1, "warmup": 0}, "steps": steps}
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one torch thread (two threads on a busy 2-core machine spin-wait)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import slimstack as ss
 from slimstack.recipe import load_recipe, run_recipe
 
-from .conftest import TEXT, make_hf_model
+from .conftest import TEXT, tiny_lm_recipe
 
 
 def test_tiny_lm_recipe_distills_quantizes_and_reports(tmp_path, monkeypatch):
-    import slimstack.llm._measure as lm_measure
-
-    monkeypatch.setattr(lm_measure, "DECODE_TOKENS", 4)
-    monkeypatch.setattr(lm_measure, "PREFILL_TOKENS", 32)
-    model, tok = make_hf_model("llama")
-    ss.save(ss.llm.CausalLM(model, tok), tmp_path / "lm")
-    (tmp_path / "notes.txt").write_text("\n\n".join(f"{TEXT[:120]} ({i})" for i in range(30)))
-    recipe = {"name": "tiny-lm", "model": {"path": str(tmp_path / "lm")},
-              "data": {"name": str(tmp_path / "notes.txt"), "window": 32}, "objective": "size",
-              "measure": {"threads": 1, "runs": 1, "warmup": 0},
-              "steps": [{"distill": {"student": {"shrink": {"layers": 2}}, "epochs": 2, "batch_size": 4, "lr": 1e-3,
-                                     "top_k": 32, "temperature": 1.0, "progress": False}},
-                        {"quantize": {"method": "WeightOnly", "bits": 4, "group_size": 32, "backend": "torch"}}]}
+    recipe = tiny_lm_recipe(tmp_path, monkeypatch, "tiny-lm", [
+        {"distill": {"student": {"shrink": {"layers": 2}}, "epochs": 2, "batch_size": 4, "lr": 1e-3,
+                     "top_k": 32, "temperature": 1.0, "progress": False}},
+        {"quantize": {"method": "WeightOnly", "bits": 4, "group_size": 32, "backend": "torch"}}])
+    recipe["objective"] = "size"
     load_recipe(recipe)
     report = run_recipe(recipe, tmp_path / "out")
     names = [r["name"] for r in report["rows"]]
@@ -41,3 +34,21 @@ def test_tiny_lm_recipe_distills_quantizes_and_reports(tmp_path, monkeypatch):
     assert 'id="lm-quality-speed"' in page and "perplexity against decode speed" in page
     back = ss.load(tmp_path / "out" / "artifacts" / "01-distill")
     assert back.perplexity(TEXT[:200]) > 1
+
+
+def test_tiny_lm_recipe_prunes_with_recovery_then_quantizes(tmp_path, monkeypatch):
+    """A prune step on an LM gets the train split as calibration text (and as recovery text)."""
+    from slimstack.recipe import validate_recipe
+
+    recipe = tiny_lm_recipe(tmp_path, monkeypatch, "tiny-lm-prune", [
+        {"prune": {"method": "LayerDrop", "layers": 1, "calibration_windows": 4, "calibration_tokens": 32,
+                   "recovery": "distill", "recovery_params": "near_cut", "recovery_steps": 3, "recovery_batch": 2,
+                   "recovery_lr": 1e-3}},
+        {"quantize": {"method": "WeightOnly", "bits": 4, "group_size": 32, "backend": "torch"}}])
+    report = run_recipe(recipe, tmp_path / "out")
+    summary = report["steps"][0]["record"]["summary"]
+    assert summary["layers"] == 2 and summary["recovery"]["steps"] == 3
+    assert summary["recovery"]["text"] == "train=" and summary["recovery"]["params"] == "near_cut"
+    assert [r["name"] for r in report["rows"]] == ["original", "01-prune", "02-quantize"]
+    shipped = Path(__file__).resolve().parents[2] / "examples" / "smollm2_fast.yaml"
+    assert [next(iter(s)) for s in validate_recipe(shipped).steps] == ["prune", "quantize"]  # the shipped one parses

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 __all__ = ["LayerDrop", "WandaPruning", "WidthPruning", "LMRecovery"]
 
 LM_RECOVERY = ("none", "lm", "distill")
+RECOVERY_PARAMS = ("all", "blocks", "near_cut", "norms")
 
 
 def _fraction(field: str, value: Any, example: str) -> None:
@@ -36,8 +37,16 @@ class LMRecovery(Config):
 
     ``calibration_windows`` windows of ``calibration_tokens`` tokens are cut from the calibration
     text for the importance pass. ``recovery="distill"`` then trains the pruned model for
-    ``recovery_steps`` steps to match the unpruned model's next-token distribution on the same
-    windows (KL); ``"lm"`` trains on the plain next-token loss. Pruned zeros stay zero during recovery.
+    ``recovery_steps`` steps of ``recovery_batch`` windows of ``recovery_tokens`` tokens (default:
+    ``calibration_tokens``) to match the unpruned model's next-token distribution (forward KL on
+    its top-``recovery_top_k`` tokens plus a tail, through ``ss.distill``), on ``ss.prune(...,
+    train=texts)`` when given (unlabelled text; keep it apart from the text you evaluate on), else
+    on the calibration windows. ``recovery_params`` says what trains: "all", "blocks" (decoder
+    layers and final norm; the tied embedding / LM head stays the unpruned model's), "near_cut"
+    (LayerDrop: only the kept layers next to a dropped one) or "norms". ``recovery_cache_dir``
+    keeps the teacher's top-k on disk; ``recovery_checkpoint_dir`` makes the run resumable.
+    ``"lm"`` trains on the plain next-token loss of the calibration windows instead. Pruned zeros
+    stay zero during recovery.
     """
 
     kind: ClassVar[str] = "prune"
@@ -47,6 +56,12 @@ class LMRecovery(Config):
     recovery: str = "none"
     recovery_steps: int = 100
     recovery_lr: float = 5e-5
+    recovery_params: str = "all"
+    recovery_batch: int = 4
+    recovery_tokens: int | None = None
+    recovery_top_k: int = 64
+    recovery_cache_dir: str | None = None
+    recovery_checkpoint_dir: str | None = None
     seed: int = 0
 
     def validate(self) -> None:
@@ -59,6 +74,16 @@ class LMRecovery(Config):
         if not (isinstance(self.recovery_lr, int | float) and not isinstance(self.recovery_lr, bool)
                 and self.recovery_lr > 0):
             raise ConfigError(f"recovery_lr={self.recovery_lr!r} must be a positive number, e.g. 5e-5")
+        if self.recovery_params not in RECOVERY_PARAMS:
+            raise ConfigError(f"recovery_params={self.recovery_params!r} is not allowed; choose one of: "
+                              f"{', '.join(map(repr, RECOVERY_PARAMS))}")
+        _count("recovery_batch", self.recovery_batch)
+        _count("recovery_top_k", self.recovery_top_k)
+        if self.recovery_tokens is not None:
+            _count("recovery_tokens", self.recovery_tokens, 2)
+        for f in ("recovery_cache_dir", "recovery_checkpoint_dir"):
+            if getattr(self, f) is not None and not isinstance(getattr(self, f), str):
+                raise ConfigError(f"{f}={getattr(self, f)!r} must be a folder path (a string) or None")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed={self.seed!r} must be an integer")
 
@@ -137,8 +162,11 @@ class WidthPruning(LMRecovery):
     (``ffn_ratio`` of ``intermediate_size``) so the config stays uniform. Heads: with
     ``heads="groups"`` whole key/value groups go with their query heads (``num_key_value_heads``
     shrinks); with ``heads="queries"`` the same number of query heads goes from every group (the
-    KV heads stay). Heads are scored by the norm of their output into ``o_proj``. The result is a
-    plain transformers model (config updated) that saves, loads and generates as before.
+    KV heads stay). Heads are scored by the norm of their output into ``o_proj``. With ``refit=True``
+    (the default) ``down_proj`` and ``o_proj`` are then refit by least squares on the calibration
+    activations so the kept inputs absorb what the cut ones wrote (closed form, no training; the
+    record says how much of the output error it removed per layer). The result is a plain
+    transformers model (config updated) that saves, loads and generates as before.
 
     Examples
     --------
@@ -148,9 +176,13 @@ class WidthPruning(LMRecovery):
     ffn_ratio: float = 0.25
     head_ratio: float = 0.0
     heads: str = "groups"
+    refit: bool = True
 
     def validate(self) -> None:
         super().validate()
+        if not isinstance(self.refit, bool):
+            raise ConfigError(f"refit={self.refit!r} must be True (least-squares refit of down_proj/o_proj after "
+                              "the cut) or False")
         _fraction("ffn_ratio", self.ffn_ratio, "WidthPruning(ffn_ratio=0.25)")
         _fraction("head_ratio", self.head_ratio, "WidthPruning(head_ratio=0.25)")
         if self.heads not in ("groups", "queries"):

@@ -58,7 +58,7 @@ def _decoder_prefix(model: torch.nn.Module) -> str:
     return decoder_layers(model)[0] + "."
 
 
-def prune_lm_sparse(model: Any, config: WandaPruning, calibration: Any) -> PruneResult:
+def prune_lm_sparse(model: Any, config: WandaPruning, calibration: Any, train: Any = None) -> PruneResult:
     lm = as_causal_lm(model)
     pruned = copy.deepcopy(lm)
     inner = pruned.model
@@ -95,7 +95,7 @@ def prune_lm_sparse(model: Any, config: WandaPruning, calibration: Any) -> Prune
             mask = mask if isinstance(mod, torch.nn.Linear) else mask.T
             mod.weight.mul_(mask.to(mod.weight.dtype))
             masks[f"{name}.weight"] = mask.to(mod.weight.dtype)
-    history = recover_lm(pruned, lm, windows or [], config, masks=masks)
+    history = recover_lm(pruned, lm, windows or [], config, masks=masks, train=train)
     how = (f"kept the {config.nm[0]} best of every {config.nm[1]} inputs" if config.nm
            else f"dropped the {config.sparsity:.0%} lowest-scored weights of every output row")
     by = "|W| * ||X||_2 (Wanda)" if config.importance == "wanda" else "|W|"
@@ -145,7 +145,7 @@ class _LMHandler(Handler):
 @HANDLERS.register(WandaPruning)
 class WandaHandler(_LMHandler):
     def run(self, model: Any, config: WandaPruning, request: Request) -> PruneResult:
-        return prune_lm_sparse(model, config, request.calibration)
+        return prune_lm_sparse(model, config, request.calibration, request.train)
 
 
 @HANDLERS.register(MagnitudePruning)
@@ -158,7 +158,7 @@ class LMMagnitudeHandler(_LMHandler):
                               "schedule='oneshot' with recovery='finetune' or 'distill'")
         cfg = WandaPruning(sparsity=config.sparsity, importance="magnitude", recovery=_lm_recovery(config),
                            recovery_steps=config.recovery_steps, seed=config.seed)
-        result = prune_lm_sparse(model, cfg, request.calibration)
+        result = prune_lm_sparse(model, cfg, request.calibration, request.train)
         result.summary["config"] = config.to_dict()
         return result
 
@@ -170,6 +170,6 @@ class LMNMHandler(_LMHandler):
     def run(self, model: Any, config: NMPruning, request: Request) -> PruneResult:
         cfg = WandaPruning(nm=(config.n, config.m), importance="magnitude", recovery=_lm_recovery(config),
                            recovery_steps=config.recovery_steps, seed=config.seed)
-        result = prune_lm_sparse(model, cfg, request.calibration)
+        result = prune_lm_sparse(model, cfg, request.calibration, request.train)
         result.summary["config"] = config.to_dict()
         return result

@@ -20,6 +20,7 @@ from ._configs import StructuredPruning
 from ._lm_calib import as_causal_lm, block_importance, calibration_windows, input_norms
 from ._lm_configs import LayerDrop, WidthPruning
 from ._lm_recovery import recover_lm
+from ._lm_refit import input_hessians, refit_columns
 from ._lm_sparse import _LMHandler
 from ._registry import HANDLERS
 from ._result import LayerRecord, PruneResult
@@ -31,7 +32,7 @@ def _result_model(model: Any, lm: Any, pruned: Any) -> Any:
     return pruned if model is lm else pruned.model
 
 
-def drop_layers(model: Any, config: LayerDrop, calibration: Any) -> PruneResult:
+def drop_layers(model: Any, config: LayerDrop, calibration: Any, train: Any = None) -> PruneResult:
     from ..llm import decoder_layers, shrink_lm
 
     lm = as_causal_lm(model)
@@ -46,7 +47,8 @@ def drop_layers(model: Any, config: LayerDrop, calibration: Any) -> PruneResult:
     keep = [i for i in range(n) if i not in dropped]
     pruned = shrink_lm(lm, keep)
     pruned.name = f"{lm.name} ({len(keep)} of {n} layers)"
-    history = recover_lm(pruned, lm, windows, config)
+    near = sorted({j for j, i in enumerate(keep) if i - 1 in dropped or i + 1 in dropped})
+    history = recover_lm(pruned, lm, windows, config, train=train, near=near)
     metric = "1 - cos(in, out)" if config.importance == "cosine" else "KLD when skipped"
     records = [LayerRecord(f"{path}.{i}", "pruned" if i in dropped else "skipped", "layers", 1,
                            0 if i in dropped else 1,
@@ -83,7 +85,7 @@ def _llama_like(blocks: nn.ModuleList) -> bool:
         all(hasattr(b, "self_attn") and hasattr(b.self_attn, a) for a in ("q_proj", "k_proj", "v_proj", "o_proj"))
 
 
-def prune_width(model: Any, config: WidthPruning, calibration: Any) -> PruneResult:
+def prune_width(model: Any, config: WidthPruning, calibration: Any, train: Any = None) -> PruneResult:
     from ..llm import decoder_layers
 
     lm = as_causal_lm(model)
@@ -99,7 +101,11 @@ def prune_width(model: Any, config: WidthPruning, calibration: Any) -> PruneResu
     for i, b in enumerate(blocks):
         probes[f"{i}.down"] = b.mlp.down_proj
         probes[f"{i}.o"] = b.self_attn.o_proj
-    norms = input_norms(pruned, probes, windows)
+    if config.refit:  # X^T X gives the norms (its diagonal) and the least-squares refit
+        hess = input_hessians(pruned, probes, windows)
+        norms = {k: torch.diagonal(h).clamp(min=0).sqrt().float() for k, h in hess.items()}
+    else:
+        hess, norms = {}, input_norms(pruned, probes, windows)
     records: list[LayerRecord] = []
     heads, kv = int(cfg.num_attention_heads), int(getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads)
     d = int(blocks[0].self_attn.head_dim)
@@ -117,25 +123,36 @@ def prune_width(model: Any, config: WidthPruning, calibration: Any) -> PruneResu
                 mlp = b.mlp
                 score = norms[f"{i}.down"] * mlp.down_proj.weight.float().norm(dim=0)
                 idx = _keep(score, keep_ffn)
+                down = _refit(mlp.down_proj, idx, hess.get(f"{i}.down"))
                 mlp.gate_proj, mlp.up_proj = _linear(mlp.gate_proj, rows=idx), _linear(mlp.up_proj, rows=idx)
                 mlp.down_proj = _linear(mlp.down_proj, cols=idx)
+                extra = {}
+                if down is not None:
+                    mlp.down_proj.weight.data.copy_(down[0])
+                    extra["refit_error_removed"] = round(down[1], 4)
                 records.append(LayerRecord(f"{name}.mlp", "pruned", "neurons", inter, keep_ffn,
-                                           "lowest ||activation|| * ||down_proj column|| on the calibration text"))
+                                           "lowest ||activation|| * ||down_proj column|| on the calibration text"
+                                           + ("; down_proj refit by least squares" if down is not None else ""),
+                                           extra))
             if (new_kv, new_rep) != (kv, rep):
                 records.append(_cut_heads(b.self_attn, norms[f"{i}.o"], kv, rep, d, new_kv, new_rep,
-                                          f"{name}.self_attn"))
+                                          f"{name}.self_attn", hess.get(f"{i}.o")))
     cfg.intermediate_size = keep_ffn
     cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim = new_kv * new_rep, new_kv, d
     pruned.name = f"{lm.name} (width-pruned)"
-    history = recover_lm(pruned, lm, windows, config)
+    history = recover_lm(pruned, lm, windows, config, train=train)
     summary = {"config": config.to_dict(), "params_before": _params(lm), "params": _params(pruned),
                "intermediate_size": [inter, keep_ffn], "num_attention_heads": [heads, new_kv * new_rep],
                "num_key_value_heads": [kv, new_kv], "recovery": history}
     return PruneResult(_result_model(model, lm, pruned), records, summary)
 
 
+def _refit(layer: nn.Linear, cols: torch.Tensor, hessian: torch.Tensor | None) -> tuple[torch.Tensor, float] | None:
+    return None if hessian is None else refit_columns(layer.weight.data, cols, hessian)
+
+
 def _cut_heads(attn: nn.Module, norms: torch.Tensor, kv: int, rep: int, d: int, new_kv: int, new_rep: int,
-               name: str) -> LayerRecord:
+               name: str, hessian: torch.Tensor | None = None) -> LayerRecord:
     """Keep ``new_kv`` KV groups with ``new_rep`` query heads each; query head h belongs to group h // rep."""
     feat = norms * attn.o_proj.weight.float().norm(dim=0)  # each o_proj input feature's share of the output
     head_score = feat.view(kv, rep, d).sum(-1)  # (group, query head in group)
@@ -143,26 +160,32 @@ def _cut_heads(attn: nn.Module, norms: torch.Tensor, kv: int, rep: int, d: int, 
     q_heads = [int(g) * rep + int(j) for g in groups for j in _keep(head_score[g], new_rep)]
     q_rows = torch.cat([torch.arange(h * d, (h + 1) * d) for h in q_heads])
     kv_rows = torch.cat([torch.arange(int(g) * d, (int(g) + 1) * d) for g in groups])
+    refit = _refit(attn.o_proj, q_rows, hessian)
     attn.q_proj, attn.o_proj = _linear(attn.q_proj, rows=q_rows), _linear(attn.o_proj, cols=q_rows)
+    if refit is not None:
+        attn.o_proj.weight.data.copy_(refit[0])
     attn.k_proj, attn.v_proj = _linear(attn.k_proj, rows=kv_rows), _linear(attn.v_proj, rows=kv_rows)
     attn.num_key_value_groups = new_rep
     how = (f"kept {new_kv} of {kv} KV groups with all their query heads" if new_rep == rep
            else f"kept {new_rep} of {rep} query heads in every KV group")
+    extra = {"kept_query_heads": q_heads, "kept_kv_groups": [int(g) for g in groups]}
+    if refit is not None:
+        extra["refit_error_removed"] = round(refit[1], 4)
     return LayerRecord(name, "pruned", "heads", kv * rep, new_kv * new_rep,
-                       f"{how}, by the norm of each head's output into o_proj on the calibration text",
-                       {"kept_query_heads": q_heads, "kept_kv_groups": [int(g) for g in groups]})
+                       f"{how}, by the norm of each head's output into o_proj on the calibration text"
+                       + ("; o_proj refit by least squares" if refit is not None else ""), extra)
 
 
 @HANDLERS.register(LayerDrop)
 class LayerDropHandler(_LMHandler):
     def run(self, model: Any, config: LayerDrop, request: Request) -> PruneResult:
-        return drop_layers(model, config, request.calibration)
+        return drop_layers(model, config, request.calibration, request.train)
 
 
 @HANDLERS.register(WidthPruning)
 class WidthHandler(_LMHandler):
     def run(self, model: Any, config: WidthPruning, request: Request) -> PruneResult:
-        return prune_width(model, config, request.calibration)
+        return prune_width(model, config, request.calibration, request.train)
 
 
 @HANDLERS.register(StructuredPruning)
@@ -173,6 +196,6 @@ class LMStructuredHandler(_LMHandler):
         recovery = {"none": "none", "finetune": "lm", "distill": "distill"}[config.recovery]
         cfg = WidthPruning(ffn_ratio=config.ratio, head_ratio=config.head_ratio, recovery=recovery,
                            recovery_steps=config.recovery_steps, seed=config.seed)
-        result = prune_width(model, cfg, request.calibration)
+        result = prune_width(model, cfg, request.calibration, request.train)
         result.summary["config"] = config.to_dict()
         return result

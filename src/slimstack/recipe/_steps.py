@@ -104,7 +104,8 @@ def _check_distill(extra: dict[str, Any]) -> None:
 def _run_prune(model: Any, config: Any, extra: dict[str, Any], ctx: StepContext):
     from .. import prune
 
-    r = prune(model, config, example_inputs=ctx.example_inputs, train=ctx.train, val=ctx.val)
+    # calibration: what LM pruning's importance pass reads (the train split, as quantize's calibration)
+    r = prune(model, config, example_inputs=ctx.example_inputs, train=ctx.train, val=ctx.val, calibration=ctx.train)
     return result_model(r), step_record("prune", r)  # summary holds the sensitivity analysis
 
 
