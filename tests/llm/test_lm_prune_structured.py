@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -100,6 +101,17 @@ def test_structured_pruning_on_a_llama_no_longer_traces():
     r = ss.prune(lm, ss.StructuredPruning(ratio=0.5, head_ratio=0.5), calibration=CALIB)
     assert r.model.config.intermediate_size == 32 and r.model.config.num_key_value_heads == 1
     assert r.summary["config"]["type"] == "StructuredPruning"
+
+
+@pytest.mark.parametrize("config, named", [
+    (lambda: ss.StructuredPruning(ratio=0.5, tolerance=0.01), "tolerance=0.01"),
+    (lambda: ss.StructuredPruning(ratio=0.5, importance="taylor"), "importance='taylor'"),
+    (lambda: ss.StructuredPruning(ratio=0.5, layer_ratios={"x": 0.1}), "layer_ratios="),
+    (lambda: ss.MagnitudePruning(sparsity=0.5, scope="global"), "scope='global'"),
+])
+def test_general_configs_refuse_options_the_lm_path_would_ignore(config, named):
+    with pytest.raises(ConfigError, match=re.escape(named) + ".*would be ignored.*(WidthPruning|WandaPruning)"):
+        ss.prune(_lm("llama"), config(), calibration=CALIB)
 
 
 def test_width_recovery_lowers_distillation_loss():

@@ -9,6 +9,7 @@ no compute) and the LM head is usually the same tensor, so both stay dense and a
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
@@ -142,6 +143,16 @@ class _LMHandler(Handler):
         return is_causal_lm(model)
 
 
+def refuse_unused(config: Any, used: tuple[str, ...], instead: str) -> None:
+    """A general config run on a causal LM: a field set away from its default that the LM path ignores is an error."""
+    unused = [f.name for f in dataclasses.fields(config) if f.name not in used
+              and getattr(config, f.name) != (f.default if f.default is not dataclasses.MISSING else f.default_factory())]
+    if unused:
+        shown = ", ".join(f"{n}={getattr(config, n)!r}" for n in unused)
+        raise ConfigError(f"{type(config).__name__} on a causal LM uses only {', '.join(used)}; {shown} would be "
+                          f"ignored. Leave {'it' if len(unused) == 1 else 'them'} at the default, or use {instead}.")
+
+
 @HANDLERS.register(WandaPruning)
 class WandaHandler(_LMHandler):
     def run(self, model: Any, config: WandaPruning, request: Request) -> PruneResult:
@@ -156,6 +167,8 @@ class LMMagnitudeHandler(_LMHandler):
         if config.schedule != "oneshot":
             raise ConfigError("MagnitudePruning(schedule='iterative') is not supported for causal LMs; use "
                               "schedule='oneshot' with recovery='finetune' or 'distill'")
+        refuse_unused(config, ("sparsity", "schedule", "recovery", "recovery_steps", "seed"),
+                      "ss.WandaPruning(importance='magnitude') for the LM options")
         cfg = WandaPruning(sparsity=config.sparsity, importance="magnitude", recovery=_lm_recovery(config),
                            recovery_steps=config.recovery_steps, seed=config.seed)
         result = prune_lm_sparse(model, cfg, request.calibration, request.train)
@@ -168,6 +181,8 @@ class LMNMHandler(_LMHandler):
     """NMPruning on a causal LM: N:M by |W| on the decoder Linears; tied embeddings and head left dense."""
 
     def run(self, model: Any, config: NMPruning, request: Request) -> PruneResult:
+        refuse_unused(config, ("n", "m", "recovery", "recovery_steps", "seed"),
+                      "ss.WandaPruning(nm=(n, m), importance='magnitude') for the LM options")
         cfg = WandaPruning(nm=(config.n, config.m), importance="magnitude", recovery=_lm_recovery(config),
                            recovery_steps=config.recovery_steps, seed=config.seed)
         result = prune_lm_sparse(model, cfg, request.calibration, request.train)

@@ -21,7 +21,7 @@ from ._lm_calib import as_causal_lm, block_importance, calibration_windows, inpu
 from ._lm_configs import LayerDrop, WidthPruning
 from ._lm_recovery import recover_lm
 from ._lm_refit import input_hessians, refit_columns
-from ._lm_sparse import _LMHandler
+from ._lm_sparse import _LMHandler, refuse_unused
 from ._registry import HANDLERS
 from ._result import LayerRecord, PruneResult
 
@@ -193,6 +193,8 @@ class LMStructuredHandler(_LMHandler):
     """StructuredPruning on a causal LM: ``ratio`` of FFN neurons and ``head_ratio`` of KV groups, by activations."""
 
     def run(self, model: Any, config: StructuredPruning, request: Request) -> PruneResult:
+        refuse_unused(config, ("ratio", "head_ratio", "recovery", "recovery_steps", "seed"),
+                      "ss.WidthPruning(ffn_ratio=..., head_ratio=...) for the LM options")
         recovery = {"none": "none", "finetune": "lm", "distill": "distill"}[config.recovery]
         cfg = WidthPruning(ffn_ratio=config.ratio, head_ratio=config.head_ratio, recovery=recovery,
                            recovery_steps=config.recovery_steps, seed=config.seed)
