@@ -11,12 +11,16 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yam
 
 
 def test_examples_folder_matches_the_packaged_recipes():
-    assert sorted(p.stem for p in EXAMPLES) == sorted(EXAMPLE_RECIPES)
-    for p in EXAMPLES:
-        assert p.read_text() == _recipe_path(p.stem).read_text()
+    """Every recipe the demo runs is in examples/, word for word; examples/ may hold more (not run by the demo)."""
+    stems = {p.stem: p for p in EXAMPLES}
+    assert set(EXAMPLE_RECIPES) <= set(stems)
+    for name in EXAMPLE_RECIPES:
+        assert stems[name].read_text() == _recipe_path(name).read_text()
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_validates(path):
     recipe = load_recipe(path)
-    assert recipe.steps and recipe.search is not None
+    assert recipe.steps
+    if path.stem in EXAMPLE_RECIPES:  # the demo's recipes also drive `slimstack optimize`
+        assert recipe.search is not None
