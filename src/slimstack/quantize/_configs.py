@@ -19,7 +19,7 @@ BACKENDS = ("auto", "torch", "onnxruntime", "llamacpp")  # every runtime name; e
 OBSERVERS = ("minmax", "percentile", "mse", "entropy")
 GRANULARITIES = ("per_channel", "per_tensor")
 GROUP_SIZES = (32, 64, 96, 128, 192, 256)
-LM_FORMATS = ("auto", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
+LM_FORMATS = ("auto", "Q4_0", "IQ4_NL", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +194,7 @@ class WeightOnly(QuantConfig):
         check_choice("WeightOnly.format", self.format, LM_FORMATS)
         if self.format != "auto" and (self.format == "Q8_0") != (self.bits == 8):
             raise ConfigError(f"WeightOnly(bits={self.bits}, format={self.format!r}) disagree: Q8_0 is the 8-bit "
-                              "format, Q4_0/Q4_1/Q5_0/Q5_1 the 4-bit ones (Q5 as the wider step of a 4-bit mix)")
+                              "format, Q4_0/IQ4_NL/Q4_1/Q5_0/Q5_1 the 4-bit ones (Q5 as the wider step of a 4-bit mix)")
         if not isinstance(self.bits_per_weight, int | float) or not (self.bits_per_weight == 0
                                                                       or 4.5 <= self.bits_per_weight <= 8.5):
             raise ConfigError(f"WeightOnly.bits_per_weight={self.bits_per_weight!r} must be 0 (no mixed precision) "

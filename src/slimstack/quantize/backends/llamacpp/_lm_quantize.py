@@ -27,10 +27,13 @@ from ._grids import FORMATS as GRIDS
 from ._kquants import KGrid
 from ._gptq import collect_hessians, gptq, linear_names, output_error
 from ._lm import LlamaCppLM, llama_cpp_available
-from ._plan import EMBED, allocate, calibration_windows, check_group_size, kld, ladder, layer_of, measure_sensitivity
+from ._plan import EMBED, allocate, calibration_windows, check_group_size, kld, ladder, layer_of
+from ._sensitivity import tensor_sensitivity
 from ._writer import LLAMA_TYPES, QTensor, write_gguf
 
 __all__ = ["quantize_lm", "lm_parts"]
+
+SENS_WINDOWS = 4  # windows of 2 x WeightOnly.window tokens the sensitivity is measured on (the last half scored)
 
 
 def lm_parts(lm: Any) -> tuple[nn.Module, Any]:
@@ -69,7 +72,8 @@ class _Rounder:
         key = (name, fmt + method)
         if key not in self.cache:
             h, grid = self.hessian(name), GRIDS[fmt]
-            if method == "gptq" and h is not None and fmt != "Q8_0":
+            head = name in (EMBED, "lm_head.weight")  # the (tied) head: GPTQ for the head role measured worse
+            if method == "gptq" and h is not None and fmt != "Q8_0" and not head:
                 # siblings reading the same input (q/k/v, gate/up) share H: one GPTQ over their stacked rows
                 group = [n for n in self.params if n.endswith(".weight") and self.hessian(n) is h
                          and (n, key[1]) not in self.cache and n not in (EMBED, "lm_head.weight")] or [name]
@@ -83,7 +87,8 @@ class _Rounder:
                     part = None if ex is None else {k: v[sl] for k, v in ex.items()}
                     self.cache[(n, key[1])] = QTensor(fmt, q[sl], d[sl], None if m is None else m[sl], part)
                     at += w.shape[0]
-            else:  # 8-bit rounding error is already far below what GPTQ's feedback buys at 4 bits
+            else:  # 8-bit rounding error is already far below what GPTQ's feedback buys at 4 bits; the embedding
+                # is also the input lookup, which GPTQ's feedback (fitted to the head's inputs) would distort
                 w = self.params[name].detach().float()
                 imp = None if h is None else torch.diag(h).float().numpy().copy()
                 if isinstance(grid, KGrid):
@@ -130,10 +135,12 @@ def _backend(cfg: Any, hf: nn.Module, notes: list[str]) -> list[str]:
             raise ConfigError(f"WeightOnly.group_size={cfg.group_size} with backend='llamacpp': llama.cpp's block "
                               "formats hold one scale per 32 inputs; use group_size=32, or backend='torch'")
         return ["llamacpp"]
-    torch_ok = not GRIDS[_base(cfg)].affine
+    grid = GRIDS[_base(cfg)]
+    torch_ok = not grid.affine and grid.uniform
     if cfg.backend == "torch":
         if not torch_ok:
-            raise ConfigError(f"WeightOnly.format={cfg.format!r} stores a per-group minimum, which slimstack's torch "
+            what = "stores a per-group minimum" if grid.affine else "has non-uniform levels"
+            raise ConfigError(f"WeightOnly.format={cfg.format!r} {what}, which slimstack's torch "
                               "int4/int8 Linears do not hold; use format='Q4_0' or backend='llamacpp'")
         return ["torch"]
     out = []
@@ -249,19 +256,20 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
     layer_kld: dict[str, float] = {}
     share: dict[str, float] = {}
     if cfg.bits_per_weight or tolerance is not None:
-        units: dict[str, list[str]] = {}
-        for n in tensors:
-            units.setdefault(layer_of(n), []).append(n)
-        rounded = {n: rounder(n, ladders[n][0], "rtn").dequantize() for n in tensors}
-        sens_windows = windows[: min(4, len(windows))]  # 4 windows (128 tokens each): ranks the layers
-        key = ("sensitivity", group, tuple(sorted((n, ladders[n][0]) for n in tensors)))
+        # each tensor's KLD at its base format, with the values the method gives it (GPTQ's where it runs)
+        values = {n: rounder(n, ladders[n][0]).dequantize() for n in tensors}
+        sens_windows = calibration_windows(tok, calibration, 2 * cfg.window, SENS_WINDOWS, seed + 1)
+        key = ("sensitivity", group, cfg.method, cfg.window, tuple(sorted((n, ladders[n][0]) for n in tensors)))
         if key not in memo:
-            memo[key] = measure_sensitivity(hf, units, rounded, sens_windows)
-        layer_kld = memo[key]
+            memo[key] = tensor_sensitivity(hf, tensors, values, sens_windows, context=cfg.window)
+        share, layer_kld = memo[key]
+        notes.append(f"sensitivity: {len(sens_windows)} windows of {2 * cfg.window} tokens, the last {cfg.window} "
+                     "of each scored (the first are context); a layer's measured KLD shared among its tensors "
+                     "by how far each alone moves the layer's output")
     if cfg.bits_per_weight:
         numel = {n: params[n].numel() for n in tensors}
         errors = {n: {f: rounder.error(n, f) for f in ladders[n]} for n in tensors}
-        formats, share = allocate(numel, errors, layer_kld, ladders, cfg.bits_per_weight)
+        formats = allocate(numel, errors, share, ladders, cfg.bits_per_weight)
     else:
         formats = {n: ladders[n][0] for n in tensors}
 
@@ -303,7 +311,8 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         r = {"name": n[: -len(".weight")] if n != EMBED else "model.embed_tokens", "type": "Linear" if n != EMBED
              else "Embedding (tied LM head)", "status": "quantized", "format": chosen[n].grid,
              "bits_per_weight": GRIDS[chosen[n].grid].bpw,
-             "method": cfg.method if rounder.hessian(n) is not None and chosen[n].grid != "Q8_0" else "rtn"}
+             "method": cfg.method if rounder.hessian(n) is not None and chosen[n].grid != "Q8_0" and n != head
+             else "rtn"}
         if n in share:
             r["kld_share"] = share[n]
         layers.append(r)
