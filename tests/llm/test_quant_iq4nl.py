@@ -141,3 +141,48 @@ def test_quant_llamacpp_runs_slimstacks_iq4nl_codes(tmp_path, _one_thread):
         ref = torch.log_softmax(lm.model(input_ids=torch.tensor([ids])).logits[0], -1).numpy()
         own = torch.log_softmax(deq(input_ids=torch.tensor([ids])).logits[0], -1).numpy()
     assert kld(own, lp) < 0.2 * kld(ref, lp), (kld(own, lp), kld(ref, lp))
+
+
+def test_quant_smoothing_preserves_the_function_and_its_hessians():
+    from slimstack.quantize.backends.llamacpp._equalize import smooth
+    from slimstack.quantize.backends.llamacpp._gptq import collect_hessians, linear_names
+
+    lm = quant_llama()
+    hf = lm.model
+    ws = [torch.tensor(lm.tokenize(TEXT[i:i + 300])[:48]) for i in (0, 200)]
+    names = linear_names(hf)
+    hess, n = collect_hessians(hf, ws, names)
+    before = {k: v.clone() for k, v in hf.state_dict().items()}
+    out, new = smooth(hf, hess, n, 0.5)
+    assert all(torch.equal(before[k], v) for k, v in hf.state_dict().items())  # the input model is untouched
+    changed = [k for k, v in out.state_dict().items() if not torch.allclose(v, before[k])]
+    assert any("input_layernorm" in k for k in changed) and any("v_proj" in k for k in changed) \
+        and any("up_proj" in k for k in changed) and "model.embed_tokens.weight" not in changed
+    with torch.no_grad():
+        for x in ws:
+            a, b = hf(input_ids=x[None]).logits, out(input_ids=x[None]).logits
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), float((a - b).abs().max())
+    again, _ = collect_hessians(out, ws, names)  # the transformed Hessians are the scaled inputs' X^T X
+    for k in names:
+        assert torch.allclose(new[k], again[k], rtol=1e-3, atol=1e-3 * float(again[k].abs().max())), k
+    assert new["model.layers.0.self_attn.q_proj"] is new["model.layers.0.self_attn.v_proj"]  # still shared
+
+
+def test_quant_smooth_config_is_checked_and_recorded(_one_thread, tmp_path):
+    with pytest.raises(ss.errors.ConfigError, match=r"smooth=1.5 must be a number in \[0, 1\)"):
+        ss.WeightOnly(bits=8, smooth=1.5)
+    from .conftest import make_hf_model
+    from slimstack.llm import CausalLM
+
+    gpt2 = CausalLM(*make_hf_model("gpt2"), name="tiny-gpt2")
+    with pytest.raises(ss.errors.ConfigError, match="smooth=0.5.*Llama-family.*smooth=0"):
+        ss.quantize(gpt2, ss.WeightOnly(bits=8, group_size=32, backend="torch", smooth=0.5), calibration=CALIB)
+    lm = quant_llama()
+    r = ss.quantize(lm, ss.WeightOnly(bits=8, group_size=32, backend="llamacpp", smooth=0.5), calibration=CALIB,
+                    threads=1)
+    assert any("SmoothQuant, alpha=0.5" in x for x in r.record.notes)
+    ids = [int(i) for i in lm.tokenize(TEXT[:300])]
+    with torch.no_grad():
+        ref = torch.log_softmax(lm.model(input_ids=torch.tensor([ids])).logits[0], -1).numpy()
+    assert kld(ref, r.model.logprobs_ids(ids)) < 0.01  # the smoothed int8 file still computes the model
+    r.model.close()

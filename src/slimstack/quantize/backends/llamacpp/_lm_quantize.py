@@ -23,6 +23,8 @@ from torch import nn
 from ....errors import ConfigError, DataError, ModelError
 from ..._record import QuantRecord, QuantResult
 from ._conv1d import conv1d_as_linear, has_conv1d
+from ._equalize import applies as smooth_applies
+from ._equalize import smooth
 from ._grids import FORMATS as GRIDS
 from ._kquants import KGrid
 from ._gptq import collect_hessians, gptq, linear_names, output_error
@@ -233,11 +235,22 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
     hf = hf.eval()
     windows = calibration_windows(tok, calibration, cfg.window, cfg.calibration_size, seed)
     memo = _memo(hf, windows, names)
-    needs_h = cfg.method == "gptq" and (cfg.bits == 4 or cfg.bits_per_weight)
-    if needs_h and "hess" not in memo:
+    # the Hessians feed GPTQ, the importance of every scale search (Q8_0's included) and the smoothing
+    if (cfg.method == "gptq" or cfg.smooth) and "hess" not in memo:
         memo["hess"] = collect_hessians(hf, windows, names)
-    hess, n_tok = memo.get("hess", ({}, 0))  # Q8_0 alone rounds to nearest: no Hessian to gather
-    params = dict(hf.named_parameters())
+    hess, n_tok = memo.get("hess", ({}, 0))
+    qm = hf  # the model whose weights are rounded and written: hf, or its smoothed copy (same function)
+    if cfg.smooth:
+        why = smooth_applies(hf)
+        if why is not None:
+            raise ConfigError(f"WeightOnly(smooth={cfg.smooth}) needs a Llama-family block layout: {why}; "
+                              "use smooth=0")
+        if ("smooth", cfg.smooth) not in memo:
+            memo[("smooth", cfg.smooth)] = smooth(hf, hess, n_tok, cfg.smooth)
+        qm, hess = memo[("smooth", cfg.smooth)]
+        notes.append(f"smoothed (SmoothQuant, alpha={cfg.smooth}): RMSNorm weights, v rows and up rows divided by "
+                     "per-channel scales that multiply the q/k/v, gate/up, o and down columns (same function)")
+    params = dict(qm.named_parameters())
     tensors = [n + ".weight" for n in names]
     tied = getattr(hf.config, "tie_word_embeddings", False)
     head = EMBED if tied else "lm_head.weight"
@@ -251,7 +264,7 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
                for n in tensors}
     if quant_head and cfg.bits_per_weight == 0:
         ladders[head] = ["Q8_0"]  # the head decides every token: 8 bits unless a budget says otherwise
-    rounder = memo.setdefault(("rounder", group), _Rounder(hf, hess, n_tok, cfg.method, group))
+    rounder = memo.setdefault(("rounder", group, cfg.smooth), _Rounder(qm, hess, n_tok, cfg.method, group))
     rounder.method, rounder.hess, rounder.n = cfg.method, hess, n_tok  # a memo'd rounder may predate the Hessians
     layer_kld: dict[str, float] = {}
     share: dict[str, float] = {}
@@ -259,9 +272,10 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         # each tensor's KLD at its base format, with the values the method gives it (GPTQ's where it runs)
         values = {n: rounder(n, ladders[n][0]).dequantize() for n in tensors}
         sens_windows = calibration_windows(tok, calibration, 2 * cfg.window, SENS_WINDOWS, seed + 1)
-        key = ("sensitivity", group, cfg.method, cfg.window, tuple(sorted((n, ladders[n][0]) for n in tensors)))
+        key = ("sensitivity", group, cfg.method, cfg.window, cfg.smooth,
+               tuple(sorted((n, ladders[n][0]) for n in tensors)))
         if key not in memo:
-            memo[key] = tensor_sensitivity(hf, tensors, values, sens_windows, context=cfg.window)
+            memo[key] = tensor_sensitivity(qm, tensors, values, sens_windows, context=cfg.window)
         share, layer_kld = memo[key]
         notes.append(f"sensitivity: {len(sens_windows)} windows of {2 * cfg.window} tokens, the last {cfg.window} "
                      "of each scored (the first are context); a layer's measured KLD shared among its tensors "
@@ -279,11 +293,11 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         rec = {"formats": fmts, "config": cfg.to_dict()}
         if "llamacpp" in backends:
             folder = Path(out_dir or tempfile.mkdtemp(prefix="slimstack-gguf-"))
-            path = write_gguf(hf, tok, folder / f"model-{len(list(folder.glob('*.gguf')))}.gguf", chosen, record=rec,
+            path = write_gguf(qm, tok, folder / f"model-{len(list(folder.glob('*.gguf')))}.gguf", chosen, record=rec,
                               pre=pre, name=str(getattr(lm, "name", "slimstack")))
             built["llamacpp"] = LlamaCppLM(path, n_threads=threads, record=rec)
         if "torch" in backends:
-            built["torch"] = _build_torch(hf, chosen, group)
+            built["torch"] = _build_torch(qm, chosen, group)
         return built, chosen
 
     # llama.cpp's pre-tokenizer: SmolLM2's own name where the vocabulary is SmolLM2's, else byte-level GPT-2
