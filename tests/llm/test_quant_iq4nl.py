@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import slimstack as ss
-from slimstack.quantize.backends.llamacpp import LlamaCppLM, QTensor, write_gguf
+from slimstack.quantize.backends.llamacpp import QTensor
 from slimstack.quantize.backends.llamacpp._grids import GRIDS, IQ4NL_VALUES, pack
 from slimstack.quantize.backends.llamacpp._gptq import gptq, output_error
 from slimstack.quantize.backends.llamacpp._plan import kld, ladder
@@ -123,28 +123,19 @@ llama_cpp = pytest.importorskip("llama_cpp")
 
 
 def test_quant_llamacpp_runs_slimstacks_iq4nl_codes(tmp_path, _one_thread):
+    from .test_quant_kquants import assert_llamacpp_runs_the_codes
+
     lm = quant_llama()
-    ids = [int(i) for i in lm.tokenize(TEXT[:300])]
-    deq = lm.model.__class__(lm.model.config).eval()
-    deq.load_state_dict(lm.model.state_dict())
     tensors = {}
     for name, p in lm.model.named_parameters():
         if p.ndim == 2 and "layers" in name:
-            q, d, m = GRIDS["IQ4_NL"].round(p.detach(), 32, search=True)
-            tensors[name] = QTensor("IQ4_NL", q, d, m)
-            deq.get_parameter(name).data.copy_(tensors[name].dequantize())
-    path = write_gguf(lm.model, lm.tokenizer, tmp_path / "iq4.gguf", tensors, pre="gpt-2")
-    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
+            tensors[name] = QTensor("IQ4_NL", *GRIDS["IQ4_NL"].round(p.detach(), 32, search=True))
+    types = assert_llamacpp_runs_the_codes(lm, tensors, tmp_path / "iq4.gguf")
     assert types["blk.0.attn_q.weight"] == "IQ4_NL" and types["blk.1.ffn_down.weight"] == "IQ4_NL"
-    lp = LlamaCppLM(path, n_threads=1).logprobs_ids(ids)
-    with torch.no_grad():
-        ref = torch.log_softmax(lm.model(input_ids=torch.tensor([ids])).logits[0], -1).numpy()
-        own = torch.log_softmax(deq(input_ids=torch.tensor([ids])).logits[0], -1).numpy()
-    assert kld(own, lp) < 0.2 * kld(ref, lp), (kld(own, lp), kld(ref, lp))
 
 
 def test_quant_smoothing_preserves_the_function_and_its_hessians():
-    from slimstack.quantize.backends.llamacpp._equalize import smooth
+    from slimstack.quantize.backends.llamacpp._smooth import smooth
     from slimstack.quantize.backends.llamacpp._gptq import collect_hessians, linear_names
 
     lm = quant_llama()

@@ -23,8 +23,8 @@ from torch import nn
 from ....errors import ConfigError, DataError, ModelError
 from ..._record import QuantRecord, QuantResult
 from ._conv1d import conv1d_as_linear, has_conv1d
-from ._equalize import applies as smooth_applies
-from ._equalize import smooth
+from ._smooth import applies as smooth_applies
+from ._smooth import smooth
 from ._grids import FORMATS as GRIDS
 from ._kquants import KGrid
 from ._gptq import collect_hessians, gptq, linear_names, output_error
