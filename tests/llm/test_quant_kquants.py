@@ -111,25 +111,32 @@ def _kllama():
 llama_cpp = pytest.importorskip("llama_cpp")
 
 
-def test_quant_llamacpp_runs_slimstacks_kquant_codes(tmp_path):
-    lm = _kllama()
+def assert_llamacpp_runs_the_codes(lm, tensors: dict, path) -> dict[str, str]:
+    """Write ``tensors`` (name -> QTensor) into a GGUF file at ``path``; llama.cpp's log-probabilities must match
+    torch run on the same dequantized values far better than the float model's. Returns the file's tensor types."""
     ids = [int(i) for i in lm.tokenize(TEXT[:300])]
     deq = lm.model.__class__(lm.model.config).eval()
     deq.load_state_dict(lm.model.state_dict())
-    tensors = {}
-    for i, fmt in enumerate(("Q4_K", "Q6_K")):
-        name = f"model.layers.{i}.mlp.down_proj.weight"
-        q, d, m, ex = K_GRIDS[fmt].round(lm.model.get_parameter(name).detach())
-        tensors[name] = QTensor(fmt, q, d, m, ex)
-        deq.get_parameter(name).data.copy_(tensors[name].dequantize())
-    path = write_gguf(lm.model, lm.tokenizer, tmp_path / "k.gguf", tensors, pre="gpt-2")
-    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
-    assert types["blk.0.ffn_down.weight"] == "Q4_K" and types["blk.1.ffn_down.weight"] == "Q6_K"
+    for name, qt in tensors.items():
+        deq.get_parameter(name).data.copy_(qt.dequantize())
+    path = write_gguf(lm.model, lm.tokenizer, path, tensors, pre="gpt-2")
     lp = LlamaCppLM(path, n_threads=1).logprobs_ids(ids)
     with torch.no_grad():
         ref = torch.log_softmax(lm.model(input_ids=torch.tensor([ids])).logits[0], -1).numpy()
         own = torch.log_softmax(deq(input_ids=torch.tensor([ids])).logits[0], -1).numpy()
     assert kld(own, lp) < 0.2 * kld(ref, lp), (kld(own, lp), kld(ref, lp))
+    return {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
+
+
+def test_quant_llamacpp_runs_slimstacks_kquant_codes(tmp_path):
+    lm = _kllama()
+    tensors = {}
+    for i, fmt in enumerate(("Q4_K", "Q6_K")):
+        name = f"model.layers.{i}.mlp.down_proj.weight"
+        q, d, m, ex = K_GRIDS[fmt].round(lm.model.get_parameter(name).detach())
+        tensors[name] = QTensor(fmt, q, d, m, ex)
+    types = assert_llamacpp_runs_the_codes(lm, tensors, tmp_path / "k.gguf")
+    assert types["blk.0.ffn_down.weight"] == "Q4_K" and types["blk.1.ffn_down.weight"] == "Q6_K"
 
 
 def test_quant_budget_mix_uses_kquants_and_lands_within_the_byte_budget(tmp_path):

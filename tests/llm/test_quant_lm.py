@@ -134,13 +134,14 @@ def test_quant_falls_back_to_torch_and_says_so_when_llama_cpp_is_missing(lm, mon
 
 
 def test_quant_mixed_precision_spends_the_budget_on_measured_sensitivity(lm):
-    r = _q(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch", bits_per_weight=6.0),
+    # 5.2 bits: not every tensor can leave Q4_0 (4.5 bits), so the measured sensitivity decides which do
+    r = _q(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch", bits_per_weight=5.2),
                     calibration=CALIB)
     params = dict(lm.model.named_parameters())
     q = [x for x in r.record.layers if x["status"] == "quantized"]
     n = {x["name"]: params[x["name"] + ".weight"].numel() for x in q}
     bpw = sum(n[x["name"]] * x["bits_per_weight"] for x in q) / sum(n.values())
-    assert 5.0 < bpw <= 6.0
+    assert 4.7 < bpw <= 5.2
     assert {x["format"] for x in q} > {"Q4_0"}
     assert set(r.record.sensitivity) == {"model.layers.0", "model.layers.1"}
     plain = _q(lm, ss.WeightOnly(bits=4, group_size=32, backend="torch"), calibration=CALIB)

@@ -19,7 +19,7 @@ BACKENDS = ("auto", "torch", "onnxruntime", "llamacpp")  # every runtime name; e
 OBSERVERS = ("minmax", "percentile", "mse", "entropy")
 GRANULARITIES = ("per_channel", "per_tensor")
 GROUP_SIZES = (32, 64, 96, 128, 192, 256)
-LM_FORMATS = ("auto", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
+LM_FORMATS = ("auto", "Q4_0", "IQ4_NL", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +156,7 @@ class WeightOnly(QuantConfig):
 
     On a causal LM (``ss.zoo.smollm2()``, ``ss.load`` of an LM folder) the rounding is calibrated
     (``method="gptq"``: error feedback from each Linear's calibration Hessian; "rtn" rounds to
-    nearest) onto llama.cpp's block grids (``format``: "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0";
+    nearest) onto llama.cpp's block grids (``format``: "Q4_0", "IQ4_NL", "Q4_1", "Q5_0", "Q5_1", "Q8_0";
     "auto" is Q4_0 for 4 bits and Q8_0 for 8). ``backend="llamacpp"`` writes a GGUF file with those
     codes and runs it in llama.cpp (blocks of 32 inputs, so ``group_size=32``); "torch" keeps the
     transformers model with int4/int8 group-quantized Linears (any ``group_size`` dividing every
@@ -166,6 +166,11 @@ class WeightOnly(QuantConfig):
     embedding included) reaches the budget. ``fallback`` is the metric the accuracy-aware fallback
     (``tolerance=`` with ``data=`` texts) checks: "kld" (mean KL divergence to the float model, in
     nats; tolerance is the largest allowed) or "perplexity" (tolerance is the relative increase).
+    ``format="IQ4_NL"`` is llama.cpp's non-uniform 4-bit grid (16 levels, denser near zero, one scale
+    per 32 inputs, 4.5 bits per weight like Q4_0; llama.cpp backend only). ``smooth`` > 0 (Llama family)
+    first rescales channels in a function-preserving way (SmoothQuant, migration strength ``smooth``) so
+    llama.cpp's 8-bit activation blocks see smaller outliers; measured worth it with 8-bit weights, not
+    with GPTQ at 4 bits (docs/llm-quantize.md).
 
     Examples
     --------
@@ -183,10 +188,14 @@ class WeightOnly(QuantConfig):
     calibration_size: int = 256
     window: int = 128
     fallback: str = "kld"
+    smooth: float = 0.0
 
     def validate(self) -> None:
         super().validate()
         check_choice("WeightOnly.bits", self.bits, (4, 8))
+        if isinstance(self.smooth, bool) or not isinstance(self.smooth, int | float) or not 0 <= self.smooth < 1:
+            raise ConfigError(f"WeightOnly.smooth={self.smooth!r} must be a number in [0, 1): SmoothQuant's migration "
+                              "strength for llama.cpp's 8-bit activation blocks (0 = off; 0.5 is the usual choice)")
         if self.group_size not in GROUP_SIZES:
             raise ConfigError(f"WeightOnly.group_size={self.group_size!r} is not allowed; choose one of "
                               f"{', '.join(map(str, GROUP_SIZES))} (it must divide every quantized layer's input size)")
@@ -194,7 +203,7 @@ class WeightOnly(QuantConfig):
         check_choice("WeightOnly.format", self.format, LM_FORMATS)
         if self.format != "auto" and (self.format == "Q8_0") != (self.bits == 8):
             raise ConfigError(f"WeightOnly(bits={self.bits}, format={self.format!r}) disagree: Q8_0 is the 8-bit "
-                              "format, Q4_0/Q4_1/Q5_0/Q5_1 the 4-bit ones (Q5 as the wider step of a 4-bit mix)")
+                              "format, Q4_0/IQ4_NL/Q4_1/Q5_0/Q5_1 the 4-bit ones (Q5 as the wider step of a 4-bit mix)")
         if not isinstance(self.bits_per_weight, int | float) or not (self.bits_per_weight == 0
                                                                       or 4.5 <= self.bits_per_weight <= 8.5):
             raise ConfigError(f"WeightOnly.bits_per_weight={self.bits_per_weight!r} must be 0 (no mixed precision) "

@@ -92,8 +92,12 @@ def _fit(grid: Grid, g: np.ndarray, imp: np.ndarray | None = None,
          search: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """numpy twin of :meth:`Grid.fit` for one group (rows, size): the GPTQ inner loop runs in numpy,
     whose per-call overhead on these small vectors is a fraction of torch's."""
-    if search and not grid.affine and grid.qmin != -grid.qmax:
-        return _search.symmetric(g, imp, grid.qmin, grid.qmax).astype(np.float16).astype(np.float32), None
+    if search and not grid.affine:
+        d = _search.symmetric(g, imp, grid.qmin, grid.qmax, levels=grid.levels)
+        return d.astype(np.float16).astype(np.float32), None
+    if grid.levels is not None:
+        d = g[np.arange(g.shape[0]), np.abs(g).argmax(1)] / grid.levels[0]
+        return d.astype(np.float16).astype(np.float32), None
     if grid.affine:
         lo, hi = g.min(1), g.max(1)
         return ((hi - lo) / grid.qmax).astype(np.float16).astype(np.float32), lo.astype(np.float16).astype(np.float32)
@@ -135,6 +139,7 @@ def gptq(w: torch.Tensor, h: torch.Tensor, grid: Grid | KGrid, group: int, damp:
         if grid.affine:
             ex["Dmin"], ex["mi"] = np.zeros((rows, cols // QK_K), np.float32), np.zeros((rows, cols // sub), np.int32)
     lo_q, hi_q = float(grid.qmin), float(grid.qmax)
+    levels = None if getattr(grid, "levels", None) is None else np.asarray(grid.levels, np.float32)
     d = m = big = bigmin = None
     for i1 in range(0, cols, block):
         i2 = min(i1 + block, cols)
@@ -164,10 +169,16 @@ def gptq(w: torch.Tensor, h: torch.Tensor, grid: Grid | KGrid, group: int, damp:
                 zero = d == 0
             col = w1[:, i]
             x = (col - m) / safe if m is not None else col / safe
-            qc = np.clip(np.floor(x + 0.5), lo_q, hi_q)
-            qc[zero] = 0
+            if levels is None:
+                qc = np.clip(np.floor(x + 0.5), lo_q, hi_q)
+                qc[zero] = 0
+                val = qc * d + m if m is not None else qc * d
+            else:  # a non-uniform grid (IQ4_NL): the nearest level, stored as its index
+                qc = _search.nearest(x, levels).astype(np.float32)
+                qc[zero] = grid.zero_code
+                val = levels[qc.astype(np.int64)] * d
             q[:, c] = qc
-            e = (col - (qc * d + m if m is not None else qc * d)) / hb[i, i]
+            e = (col - val) / hb[i, i]
             w1[:, i:] -= np.outer(e, hb[i, i:])
             err[:, i] = e
         w[:, i2:] -= err @ hinv[i1:i2, i2:]

@@ -23,14 +23,19 @@ from torch import nn
 from ....errors import ConfigError, DataError, ModelError
 from ..._record import QuantRecord, QuantResult
 from ._conv1d import conv1d_as_linear, has_conv1d
+from ._smooth import applies as smooth_applies
+from ._smooth import smooth
 from ._grids import FORMATS as GRIDS
 from ._kquants import KGrid
 from ._gptq import collect_hessians, gptq, linear_names, output_error
 from ._lm import LlamaCppLM, llama_cpp_available
-from ._plan import EMBED, allocate, calibration_windows, check_group_size, kld, ladder, layer_of, measure_sensitivity
+from ._plan import EMBED, allocate, calibration_windows, check_group_size, kld, ladder, layer_of
+from ._sensitivity import tensor_sensitivity
 from ._writer import LLAMA_TYPES, QTensor, write_gguf
 
 __all__ = ["quantize_lm", "lm_parts"]
+
+SENS_WINDOWS = 4  # windows of 2 x WeightOnly.window tokens the sensitivity is measured on (the last half scored)
 
 
 def lm_parts(lm: Any) -> tuple[nn.Module, Any]:
@@ -69,7 +74,8 @@ class _Rounder:
         key = (name, fmt + method)
         if key not in self.cache:
             h, grid = self.hessian(name), GRIDS[fmt]
-            if method == "gptq" and h is not None and fmt != "Q8_0":
+            head = name in (EMBED, "lm_head.weight")  # the (tied) head: GPTQ for the head role measured worse
+            if method == "gptq" and h is not None and fmt != "Q8_0" and not head:
                 # siblings reading the same input (q/k/v, gate/up) share H: one GPTQ over their stacked rows
                 group = [n for n in self.params if n.endswith(".weight") and self.hessian(n) is h
                          and (n, key[1]) not in self.cache and n not in (EMBED, "lm_head.weight")] or [name]
@@ -83,7 +89,8 @@ class _Rounder:
                     part = None if ex is None else {k: v[sl] for k, v in ex.items()}
                     self.cache[(n, key[1])] = QTensor(fmt, q[sl], d[sl], None if m is None else m[sl], part)
                     at += w.shape[0]
-            else:  # 8-bit rounding error is already far below what GPTQ's feedback buys at 4 bits
+            else:  # 8-bit rounding error is already far below what GPTQ's feedback buys at 4 bits; the embedding
+                # is also the input lookup, which GPTQ's feedback (fitted to the head's inputs) would distort
                 w = self.params[name].detach().float()
                 imp = None if h is None else torch.diag(h).float().numpy().copy()
                 if isinstance(grid, KGrid):
@@ -130,10 +137,12 @@ def _backend(cfg: Any, hf: nn.Module, notes: list[str]) -> list[str]:
             raise ConfigError(f"WeightOnly.group_size={cfg.group_size} with backend='llamacpp': llama.cpp's block "
                               "formats hold one scale per 32 inputs; use group_size=32, or backend='torch'")
         return ["llamacpp"]
-    torch_ok = not GRIDS[_base(cfg)].affine
+    grid = GRIDS[_base(cfg)]
+    torch_ok = not grid.affine and grid.uniform
     if cfg.backend == "torch":
         if not torch_ok:
-            raise ConfigError(f"WeightOnly.format={cfg.format!r} stores a per-group minimum, which slimstack's torch "
+            what = "stores a per-group minimum" if grid.affine else "has non-uniform levels"
+            raise ConfigError(f"WeightOnly.format={cfg.format!r} {what}, which slimstack's torch "
                               "int4/int8 Linears do not hold; use format='Q4_0' or backend='llamacpp'")
         return ["torch"]
     out = []
@@ -226,11 +235,22 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
     hf = hf.eval()
     windows = calibration_windows(tok, calibration, cfg.window, cfg.calibration_size, seed)
     memo = _memo(hf, windows, names)
-    needs_h = cfg.method == "gptq" and (cfg.bits == 4 or cfg.bits_per_weight)
-    if needs_h and "hess" not in memo:
+    # the Hessians feed GPTQ, the importance of every scale search (Q8_0's included) and the smoothing
+    if (cfg.method == "gptq" or cfg.smooth) and "hess" not in memo:
         memo["hess"] = collect_hessians(hf, windows, names)
-    hess, n_tok = memo.get("hess", ({}, 0))  # Q8_0 alone rounds to nearest: no Hessian to gather
-    params = dict(hf.named_parameters())
+    hess, n_tok = memo.get("hess", ({}, 0))
+    qm = hf  # the model whose weights are rounded and written: hf, or its smoothed copy (same function)
+    if cfg.smooth:
+        why = smooth_applies(hf)
+        if why is not None:
+            raise ConfigError(f"WeightOnly(smooth={cfg.smooth}) needs a Llama-family block layout: {why}; "
+                              "use smooth=0")
+        if ("smooth", cfg.smooth) not in memo:
+            memo[("smooth", cfg.smooth)] = smooth(hf, hess, n_tok, cfg.smooth)
+        qm, hess = memo[("smooth", cfg.smooth)]
+        notes.append(f"smoothed (SmoothQuant, alpha={cfg.smooth}): RMSNorm weights, v rows and up rows divided by "
+                     "per-channel scales that multiply the q/k/v, gate/up, o and down columns (same function)")
+    params = dict(qm.named_parameters())
     tensors = [n + ".weight" for n in names]
     tied = getattr(hf.config, "tie_word_embeddings", False)
     head = EMBED if tied else "lm_head.weight"
@@ -244,24 +264,26 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
                for n in tensors}
     if quant_head and cfg.bits_per_weight == 0:
         ladders[head] = ["Q8_0"]  # the head decides every token: 8 bits unless a budget says otherwise
-    rounder = memo.setdefault(("rounder", group), _Rounder(hf, hess, n_tok, cfg.method, group))
+    rounder = memo.setdefault(("rounder", group, cfg.smooth), _Rounder(qm, hess, n_tok, cfg.method, group))
     rounder.method, rounder.hess, rounder.n = cfg.method, hess, n_tok  # a memo'd rounder may predate the Hessians
     layer_kld: dict[str, float] = {}
     share: dict[str, float] = {}
     if cfg.bits_per_weight or tolerance is not None:
-        units: dict[str, list[str]] = {}
-        for n in tensors:
-            units.setdefault(layer_of(n), []).append(n)
-        rounded = {n: rounder(n, ladders[n][0], "rtn").dequantize() for n in tensors}
-        sens_windows = windows[: min(4, len(windows))]  # 4 windows (128 tokens each): ranks the layers
-        key = ("sensitivity", group, tuple(sorted((n, ladders[n][0]) for n in tensors)))
+        # each tensor's KLD at its base format, with the values the method gives it (GPTQ's where it runs)
+        values = {n: rounder(n, ladders[n][0]).dequantize() for n in tensors}
+        sens_windows = calibration_windows(tok, calibration, 2 * cfg.window, SENS_WINDOWS, seed + 1)
+        key = ("sensitivity", group, cfg.method, cfg.window, cfg.smooth,
+               tuple(sorted((n, ladders[n][0]) for n in tensors)))
         if key not in memo:
-            memo[key] = measure_sensitivity(hf, units, rounded, sens_windows)
-        layer_kld = memo[key]
+            memo[key] = tensor_sensitivity(qm, tensors, values, sens_windows, context=cfg.window)
+        share, layer_kld = memo[key]
+        notes.append(f"sensitivity: {len(sens_windows)} windows of {2 * cfg.window} tokens, the last {cfg.window} "
+                     "of each scored (the first are context); a layer's measured KLD shared among its tensors "
+                     "by how far each alone moves the layer's output")
     if cfg.bits_per_weight:
         numel = {n: params[n].numel() for n in tensors}
         errors = {n: {f: rounder.error(n, f) for f in ladders[n]} for n in tensors}
-        formats, share = allocate(numel, errors, layer_kld, ladders, cfg.bits_per_weight)
+        formats = allocate(numel, errors, share, ladders, cfg.bits_per_weight)
     else:
         formats = {n: ladders[n][0] for n in tensors}
 
@@ -271,11 +293,11 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         rec = {"formats": fmts, "config": cfg.to_dict()}
         if "llamacpp" in backends:
             folder = Path(out_dir or tempfile.mkdtemp(prefix="slimstack-gguf-"))
-            path = write_gguf(hf, tok, folder / f"model-{len(list(folder.glob('*.gguf')))}.gguf", chosen, record=rec,
+            path = write_gguf(qm, tok, folder / f"model-{len(list(folder.glob('*.gguf')))}.gguf", chosen, record=rec,
                               pre=pre, name=str(getattr(lm, "name", "slimstack")))
             built["llamacpp"] = LlamaCppLM(path, n_threads=threads, record=rec)
         if "torch" in backends:
-            built["torch"] = _build_torch(hf, chosen, group)
+            built["torch"] = _build_torch(qm, chosen, group)
         return built, chosen
 
     # llama.cpp's pre-tokenizer: SmolLM2's own name where the vocabulary is SmolLM2's, else byte-level GPT-2
@@ -303,7 +325,8 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         r = {"name": n[: -len(".weight")] if n != EMBED else "model.embed_tokens", "type": "Linear" if n != EMBED
              else "Embedding (tied LM head)", "status": "quantized", "format": chosen[n].grid,
              "bits_per_weight": GRIDS[chosen[n].grid].bpw,
-             "method": cfg.method if rounder.hessian(n) is not None and chosen[n].grid != "Q8_0" else "rtn"}
+             "method": cfg.method if rounder.hessian(n) is not None and chosen[n].grid != "Q8_0" and n != head
+             else "rtn"}
         if n in share:
             r["kld_share"] = share[n]
         layers.append(r)

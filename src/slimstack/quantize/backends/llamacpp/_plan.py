@@ -1,11 +1,10 @@
 """What to quantize how: calibration windows, per-layer sensitivity and the bits-per-weight budget.
 
-The sensitivity of a decoder layer is measured, not guessed: the layer alone is rounded to the base
-format and the mean KL divergence of the model's next-token distributions to the float model's
-is read on a few calibration windows. Within a layer the measured KLD is shared out among its
-tensors by their share of the layer's output error ``tr(dW H dW^T)``; a wider format scales a
-tensor's share by its own output-error ratio. A greedy pass then moves the tensor with the best
-KLD saved per extra bit to its next wider format until the budget is spent.
+The sensitivity of every tensor is measured, not guessed (:mod:`._sensitivity`): the KL divergence of
+the model's next-token distributions to the float model's when it alone takes its base-format
+values. A wider format scales a tensor's KLD by its own output-error ratio ``tr(dW H dW^T)``. A
+greedy pass then moves the tensor with the best KLD saved per extra bit to its next wider format
+until the budget is spent.
 """
 
 from __future__ import annotations
@@ -20,8 +19,7 @@ from ....errors import ConfigError, DataError
 from ._grids import FORMATS as GRIDS
 from ._kquants import QK_K
 
-__all__ = ["calibration_windows", "check_group_size", "layer_of", "ladder", "measure_sensitivity", "allocate",
-           "kld", "EMBED"]
+__all__ = ["calibration_windows", "check_group_size", "layer_of", "ladder", "allocate", "kld", "EMBED"]
 
 EMBED = "model.embed_tokens.weight"
 
@@ -89,9 +87,10 @@ def ladder(base: str, bits: int, in_features: int = 0, kquants: bool = False) ->
     """
     if bits == 8:
         return ["Q8_0"]
-    if kquants and in_features and in_features % QK_K == 0 and base in ("Q4_0", "Q5_0"):
-        return ["Q4_K", "Q5_K", "Q6_K", "Q8_0"] if base == "Q4_0" else ["Q5_K", "Q6_K", "Q8_0"]
-    return {"Q4_0": ["Q4_0", "Q5_0", "Q8_0"], "Q4_1": ["Q4_1", "Q5_1", "Q8_0"],
+    if kquants and in_features and in_features % QK_K == 0 and base in ("Q4_0", "IQ4_NL", "Q5_0"):
+        return {"Q4_0": ["Q4_K", "Q5_K", "Q6_K", "Q8_0"], "IQ4_NL": ["IQ4_NL", "Q5_K", "Q6_K", "Q8_0"],
+                "Q5_0": ["Q5_K", "Q6_K", "Q8_0"]}[base]
+    return {"Q4_0": ["Q4_0", "Q5_0", "Q8_0"], "IQ4_NL": ["IQ4_NL", "Q5_0", "Q8_0"], "Q4_1": ["Q4_1", "Q5_1", "Q8_0"],
             "Q5_0": ["Q5_0", "Q8_0"], "Q5_1": ["Q5_1", "Q8_0"]}[base]
 
 
@@ -101,47 +100,17 @@ def kld(ref: np.ndarray, lp: np.ndarray) -> float:
     return float((p * (ref.astype(np.float64) - lp.astype(np.float64))).sum(-1).mean())
 
 
-@torch.no_grad()
-def _logprobs(model: nn.Module, windows: list[torch.Tensor]) -> list[np.ndarray]:
-    return [torch.log_softmax(model(input_ids=w.reshape(1, -1)).logits[0].float(), -1).numpy() for w in windows]
+def allocate(numel: dict[str, int], errors: dict[str, dict[str, float]], base_kld: dict[str, float],
+             ladders: dict[str, list[str]], budget_bpw: float) -> dict[str, str]:
+    """Greedy mixed precision: a format per tensor under an average of ``budget_bpw`` bits per weight.
 
-
-@torch.no_grad()
-def measure_sensitivity(model: nn.Module, units: dict[str, list[str]], rounded: dict[str, torch.Tensor],
-                        windows: list[torch.Tensor]) -> dict[str, float]:
-    """KLD to the float model when each unit (a list of parameter names) alone takes its ``rounded`` values."""
-    params = dict(model.named_parameters())
-    ref = _logprobs(model, windows)
-    out: dict[str, float] = {}
-    for unit, names in units.items():
-        saved = {n: params[n].detach().clone() for n in names}
-        try:
-            for n in names:
-                params[n].copy_(rounded[n])
-            lps = _logprobs(model, windows)
-        finally:
-            for n in names:
-                params[n].copy_(saved[n])
-        out[unit] = float(np.mean([kld(r, q) for r, q in zip(ref, lps)]))
-    return out
-
-
-def allocate(numel: dict[str, int], errors: dict[str, dict[str, float]], layer_kld: dict[str, float],
-             ladders: dict[str, list[str]], budget_bpw: float) -> tuple[dict[str, str], dict[str, float]]:
-    """Greedy mixed precision: per-tensor format under an average ``budget_bpw``; returns formats and each
-    tensor's estimated KLD share at its base format."""
-    share: dict[str, float] = {}
-    by_layer: dict[str, list[str]] = {}
-    for n in numel:
-        by_layer.setdefault(layer_of(n), []).append(n)
-    for layer, names in by_layer.items():
-        tot = sum(errors[n][ladders[n][0]] for n in names) or 1.0
-        for n in names:
-            share[n] = layer_kld.get(layer, 0.0) * errors[n][ladders[n][0]] / tot
-
+    ``base_kld`` is each tensor's measured KLD at its base format (the first of its ladder); a wider
+    format scales it by the ratio of the tensor's output errors ``errors[n][fmt] / errors[n][base]``.
+    The tensor with the most KLD saved per extra bit moves up one step until no step fits the budget.
+    """
     def est(n: str, fmt: str) -> float:
         base = errors[n][ladders[n][0]] or 1e-30
-        return share[n] * errors[n][fmt] / base
+        return base_kld.get(n, 0.0) * errors[n][fmt] / base
 
     level = {n: 0 for n in numel}
     total = sum(numel.values())
@@ -168,4 +137,4 @@ def allocate(numel: dict[str, int], errors: dict[str, dict[str, float]], layer_k
         lad = ladders[best]
         bits += numel[best] * (GRIDS[lad[level[best] + 1]].bpw - GRIDS[lad[level[best]]].bpw)
         level[best] += 1
-    return {n: ladders[n][level[n]] for n in numel}, share
+    return {n: ladders[n][level[n]] for n in numel}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["symmetric", "affine", "STEPS"]
+__all__ = ["symmetric", "affine", "nearest", "STEPS"]
 
 STEPS = tuple(0.1 * k for k in range(-6, 7))  # code-range offsets tried around the plain scale
 
@@ -24,19 +24,62 @@ def _weights(g: np.ndarray, imp: np.ndarray | None) -> np.ndarray:
     return np.broadcast_to(imp, g.shape).astype(np.float32) + 1e-12
 
 
+def nearest(x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Index of the nearest of the sorted ``levels`` for every element of ``x`` (ties go to the lower level,
+    as ggml's ``best_index_int8``)."""
+    mid = (levels[1:] + levels[:-1]) / 2.0
+    return np.searchsorted(mid, x, side="left")
+
+
+def _codes(x: np.ndarray, qmin: int, qmax: int, lv: np.ndarray | None) -> np.ndarray:
+    """Code values (not indices) nearest to ``x`` on the uniform range or on the levels ``lv``."""
+    if lv is None:
+        return np.clip(np.rint(x), qmin, qmax)
+    return lv[nearest(x, lv)]
+
+
+def _anchor_codes(qmin: int, qmax: int, lv: np.ndarray | None, near: np.ndarray) -> list[np.ndarray]:
+    """Non-zero codes the most important value of a group is tried on: every code of a 4/5-bit grid; for
+    Q8_0 the few codes around where the plain scale puts it (``near``: that code per group)."""
+    if lv is not None:
+        return [np.full(near.shape, v, np.float32) for v in lv if v != 0]
+    if qmax - qmin <= 31:
+        return [np.full(near.shape, float(k), np.float32) for k in range(qmin, qmax + 1) if k != 0]
+    out = []
+    for off in (-2, -1, 0, 1, 2):
+        k = np.clip(near + off, qmin, qmax)
+        out.append(np.where(k == 0, np.sign(near) + (near == 0), k).astype(np.float32))
+    return out
+
+
 def symmetric(g: np.ndarray, imp: np.ndarray | None, qmin: int, qmax: int,
-              steps: tuple[float, ...] = STEPS) -> np.ndarray:
-    """Scale per group for ``w = d*q``, q in [qmin, qmax]; the largest-magnitude value's sign picks the side."""
+              steps: tuple[float, ...] = STEPS, levels: tuple[int, ...] | None = None) -> np.ndarray:
+    """Scale per group for ``w = d*q``, q in [qmin, qmax]; the largest-magnitude value's sign picks the side.
+
+    Two families of candidates: scales around the plain rule (the value of largest magnitude on the end
+    code, nudged by ``steps``), and *anchored* scales that put the group's most important value
+    (largest ``importance * w^2``) exactly on a code, clipping the rest if need be. The second family
+    matters where one input channel carries a massive activation (SmolLM2's down projections have
+    channels with X^T X thousands of times the median): the weight on that channel must be exact, and no
+    scale near the plain one holds it. ``levels`` (sorted integers, e.g. IQ4_NL's 16 non-uniform values)
+    replaces the uniform codes: ``w = d*levels[i]``.
+    """
     w = _weights(g, imp)
     idx = np.abs(g).argmax(-1)[..., None]
     vmax = np.take_along_axis(g, idx, -1)[..., 0]
-    nmax = float(-qmin)
-    best_d = vmax / -nmax  # the plain rule: vmax -> qmin exactly
+    lv = None if levels is None else np.asarray(levels, np.float32)
+    nmax = float(-qmin) if lv is None else float(-lv[0])
+    unit = 1.0 if lv is None else float(lv[1] - lv[0]) / 2  # offsets in half steps of the outermost interval
+    best_d = vmax / -nmax  # the plain rule: vmax -> the most negative code exactly
     best_e = np.full(vmax.shape, np.inf, np.float32)
     safe = np.where(vmax == 0, 1.0, vmax)
-    for s in (0.0, *steps):
-        iscale = -(nmax + s) / safe
-        q = np.clip(np.rint(g * iscale[..., None]), qmin, qmax)
+    anchor = np.take_along_axis(g, (w * g * g).argmax(-1)[..., None], -1)[..., 0]
+    near = np.rint(anchor / np.where(best_d == 0, 1.0, best_d))
+    scales = [-(nmax + s * unit) / safe for s in (0.0, *steps)]
+    for k in _anchor_codes(qmin, qmax, lv, near):
+        scales.append(np.where(anchor == 0, 0.0, k / np.where(anchor == 0, 1.0, anchor)))
+    for iscale in scales:
+        q = _codes(g * iscale[..., None], qmin, qmax, lv)
         num = (w * g * q).sum(-1)
         den = (w * q * q).sum(-1)
         d = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0).astype(np.float32)
