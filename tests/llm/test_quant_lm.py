@@ -164,3 +164,18 @@ def test_quant_lm_is_deterministic(lm):
     sa, sb = a.model.model.state_dict(), b.model.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     np.testing.assert_array_equal(a.model.logprobs(TEXT[:100])[1], b.model.logprobs(TEXT[:100])[1])
+
+
+@pytest.mark.parametrize("backend", ["torch", "llamacpp"])
+def test_quant_lm_default_group_size_fits_llama_cpp_blocks(lm, backend, monkeypatch):
+    """WeightOnly() with no group_size quantizes an LM whose inputs (64, 192) 128 does not divide."""
+    if backend == "llamacpp" and not _lm_quantize.llama_cpp_available()[0]:
+        pytest.skip("llama-cpp-python is not installed")
+    cfg = ss.WeightOnly(bits=4, backend=backend)
+    assert cfg.group_size is None
+    r = _q(lm, cfg, calibration=CALIB)
+    assert r.record.backend == backend
+    projections = [x for x in r.record.layers if ".layers." in x["name"]]
+    assert len(projections) == 14 and all(x["status"] == "quantized" for x in projections)  # 2 x 7, none float
+    assert 0 < _kld(lm, r.model) < 0.5
+    assert ss.WeightOnly().group_size is None and ss.WeightOnly(group_size=64).group_size == 64

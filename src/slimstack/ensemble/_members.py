@@ -25,6 +25,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from .. import io as slimstack_io
 from ..errors import DataError, ModelError, ShapeError
 from ..measure import softmax
 
@@ -265,6 +266,20 @@ class _TorchBase(_PrefitBase):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         return tags
+
+    _MODULES = ("module", "module_")
+
+    def __getstate__(self):
+        # ss.save (skops) stores the modules as ss.save files, no pickle; plain pickling is unchanged
+        state = super().__getstate__()
+        if slimstack_io.packing():
+            state = {k: slimstack_io.pack_module(v) if k in self._MODULES and v is not None else v
+                     for k, v in state.items()}
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__({k: slimstack_io.unpack_module(v) if k in self._MODULES else v
+                              for k, v in state.items()})
 
 
 class TorchClassifier(ClassifierMixin, _TorchBase):

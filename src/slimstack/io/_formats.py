@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFileError
+from ._embedded import loading, saving
 from ._registry import member, register_format
 from ._skops import load_skops
 
@@ -31,16 +32,19 @@ class SklearnFormat:
     def save(obj: Any, directory: Path) -> dict[str, Any]:
         import skops.io as sio
 
-        sio.dump(obj, str(directory / "model.skops"))
+        with saving():  # torch members pack their modules as ss.save files (io/_embedded.py)
+            sio.dump(obj, str(directory / "model.skops"))
         return {"file": "model.skops", "type": f"{type(obj).__module__}.{type(obj).__name__}"}
 
     @staticmethod
     def load(directory: Path, spec: dict[str, Any], trusted: bool) -> Any:
-        return load_skops(member(directory, spec.get("file", "model.skops")), trusted)
+        with loading(trusted):
+            return load_skops(member(directory, spec.get("file", "model.skops")), trusted)
 
     @staticmethod
     def load_file(path: Path, trusted: bool) -> Any:
-        return load_skops(path, trusted)
+        with loading(trusted):
+            return load_skops(path, trusted)
 
 
 class OnnxModel:

@@ -53,6 +53,9 @@ ALLOWED_TYPES: frozenset[str] = frozenset({
     "slimstack.ensemble._members.Frozen",
     "slimstack.ensemble._members.OnnxClassifier",
     "slimstack.ensemble._members.OnnxRegressor",
+    # their modules are stored as ss.save files (safetensors + JSON) and rebuilt by ss.load
+    "slimstack.ensemble._members.TorchClassifier",
+    "slimstack.ensemble._members.TorchRegressor",
     "slimstack.ensemble._oof.MemberFit",
     "slimstack.ensemble._weights._StoredClassifier",
     "slimstack.ensemble._weights._StoredRegressor",

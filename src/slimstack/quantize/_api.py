@@ -155,7 +155,7 @@ class WeightOnlyHandler(ModuleHandler):
     backends = ("torch",)
 
     def scheme(self, c: WeightOnly) -> Scheme:
-        return Scheme(technique="WeightOnly", activations="float", weight_bits=c.bits, group_size=c.group_size,
+        return Scheme(technique="WeightOnly", activations="float", weight_bits=c.bits, group_size=c.group_size or 128,
                       calibration_size=c.calibration_size, skip=c.skip)
 
 

@@ -150,6 +150,9 @@ class StaticInt8(QuantConfig):
 class WeightOnly(QuantConfig):
     """Weights stored as int8 or int4 codes with one scale per ``group_size`` inputs; activations stay float.
 
+    ``group_size=None`` (the default) is 32 on a causal LM (llama.cpp's block size; it divides every
+    layer of the Llama, Qwen2, Mistral and GPT-2 families) and 128 on other models.
+
     The file shrinks about 4x (int8) or 7-8x (int4) against fp32. On encoders and other torch
     models inference dequantizes the weights (or runs torch's weight-packed CPU kernels), so the
     gain is size and memory, not always speed.
@@ -180,7 +183,7 @@ class WeightOnly(QuantConfig):
     """
 
     bits: int = 8
-    group_size: int = 128
+    group_size: int | None = None
     backend: str = "auto"
     method: str = "gptq"
     format: str = "auto"
@@ -196,9 +199,10 @@ class WeightOnly(QuantConfig):
         if isinstance(self.smooth, bool) or not isinstance(self.smooth, int | float) or not 0 <= self.smooth < 1:
             raise ConfigError(f"WeightOnly.smooth={self.smooth!r} must be a number in [0, 1): SmoothQuant's migration "
                               "strength for llama.cpp's 8-bit activation blocks (0 = off; 0.5 is the usual choice)")
-        if self.group_size not in GROUP_SIZES:
+        if self.group_size is not None and self.group_size not in GROUP_SIZES:
             raise ConfigError(f"WeightOnly.group_size={self.group_size!r} is not allowed; choose one of "
-                              f"{', '.join(map(str, GROUP_SIZES))} (it must divide every quantized layer's input size)")
+                              f"{', '.join(map(str, GROUP_SIZES))} (it must divide every quantized layer's input size), or None for the "
+                              "default (32 on a causal LM, llama.cpp's block; 128 on other models)")
         check_choice("WeightOnly.method", self.method, ("gptq", "rtn"))
         check_choice("WeightOnly.format", self.format, LM_FORMATS)
         if self.format != "auto" and (self.format == "Q8_0") != (self.bits == 8):

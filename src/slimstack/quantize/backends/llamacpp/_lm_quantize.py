@@ -124,6 +124,11 @@ def _memo(hf: nn.Module, windows: list[torch.Tensor], names: list[str]) -> dict:
     return _MEMO[key]
 
 
+def group_size(cfg: Any) -> int:
+    """The group size a causal LM is quantized with: ``WeightOnly.group_size``, or llama.cpp's 32 when None."""
+    return cfg.group_size or 32
+
+
 def _backend(cfg: Any, hf: nn.Module, notes: list[str]) -> list[str]:
     ok, why = llama_cpp_available()
     arch_ok = getattr(hf.config, "model_type", None) in LLAMA_TYPES
@@ -133,7 +138,7 @@ def _backend(cfg: Any, hf: nn.Module, notes: list[str]) -> list[str]:
         if not arch_ok:
             raise ModelError(f"backend='llamacpp' writes Llama-family GGUF files; model_type="
                              f"{hf.config.model_type!r} is not one; use backend='torch'")
-        if cfg.group_size != 32:
+        if group_size(cfg) != 32:
             raise ConfigError(f"WeightOnly.group_size={cfg.group_size} with backend='llamacpp': llama.cpp's block "
                               "formats hold one scale per 32 inputs; use group_size=32, or backend='torch'")
         return ["llamacpp"]
@@ -150,7 +155,7 @@ def _backend(cfg: Any, hf: nn.Module, notes: list[str]) -> list[str]:
         notes.append(f"llama.cpp backend not built: {why}; fell back to torch")
     elif not arch_ok:
         notes.append(f"llama.cpp backend not built: model_type={hf.config.model_type!r} is not Llama-family")
-    elif cfg.group_size != 32:
+    elif group_size(cfg) != 32:
         notes.append(f"llama.cpp backend not built: group_size={cfg.group_size} (its formats use 32)")
     else:
         out.append("llamacpp")
@@ -226,7 +231,7 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         raise DataError(f"tolerance={tolerance} needs data= (held-out text) to measure {cfg.fallback} on")
     notes: list[str] = []
     backends = _backend(cfg, hf, notes)
-    group = cfg.group_size if backends != ["llamacpp"] else 32
+    group = group_size(cfg) if backends != ["llamacpp"] else 32
     names = [n for n in linear_names(hf) if not any(s in n for s in cfg.skip)]
     skipped = [n for n in linear_names(hf) if n not in names]
     check_group_size(hf, names, group)
