@@ -25,9 +25,11 @@ from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
 
 from .._utils import threads
 from ..errors import ConfigError, DataError, ModelError
-from ._cascade_thresholds import drop_upper_bound, evaluate_grid, fold_count, out_of_fold_probas, stratified_split
+from ._cascade_thresholds import (cross_fit_with_cache, drop_upper_bound, evaluate_grid, fold_count,
+                                  out_of_fold_probas, stratified_split)
 from ._cascade_thresholds import evaluate_grid as _evaluate_grid  # noqa: F401  (kept for older imports)
 from ._cascade_thresholds import pareto as _pareto
+from ._oof import OOFCache
 from ._stage_checks import check_estimator_list, check_same_classes, is_fitted, row_indexable
 
 __all__ = ["Cascade", "confidence_scores", "CONFIDENCE_MEASURES"]
@@ -134,6 +136,11 @@ class Cascade(ClassifierMixin, _BaseComposition):
         How costs are measured (see ``costs``).
     random_state : int, default=0
         Seed of the folds (or of the validation split).
+    cache : ss.OOFCache, default=None
+        Cross-fitting only: share fold models, out-of-fold predictions and full fits with other
+        cascades (or ensembles) given the same cache, so a stage common to several cascades on the
+        same data and folds (e.g. one expensive last stage behind different first stages) is
+        fitted once. The fitted stages are then shared between those cascades, not copied.
 
     Attributes
     ----------
@@ -203,6 +210,7 @@ class Cascade(ClassifierMixin, _BaseComposition):
         cost_repeats: int = 5,
         n_threads: int | None = 2,
         random_state: int | None = 0,
+        cache: OOFCache | None = None,
     ):
         self.stages = stages
         self.confidence = confidence
@@ -221,6 +229,7 @@ class Cascade(ClassifierMixin, _BaseComposition):
         self.cost_repeats = cost_repeats
         self.n_threads = n_threads
         self.random_state = random_state
+        self.cache = cache
 
     # -- scikit-learn plumbing ---------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -269,9 +278,13 @@ class Cascade(ClassifierMixin, _BaseComposition):
             self.record_.update(tuned_on="the prefit stages' predictions on fit's data", rows=int(n))
         elif self.cv is not None:
             folds = fold_count(y, int(self.cv))
-            fitted = [(name, clone(est).fit(X, y)) for name, est in self.stages]
-            self.classes_ = check_same_classes(fitted, "stage")
-            probas = out_of_fold_probas(self.stages, X, y, self.classes_, folds, self.random_state)
+            if self.cache is not None:
+                fitted, self.classes_, probas = cross_fit_with_cache(list(self.stages), X, y, folds,
+                                                                     self.random_state, self.cache)
+            else:
+                fitted = [(name, clone(est).fit(X, y)) for name, est in self.stages]
+                self.classes_ = check_same_classes(fitted, "stage")
+                probas = out_of_fold_probas(self.stages, X, y, self.classes_, folds, self.random_state)
             X_val, y_val = X, y
             self.record_.update(tuned_on=f"{folds}-fold out-of-fold predictions over every training row", rows=int(n),
                                 folds=folds)
@@ -367,6 +380,11 @@ class Cascade(ClassifierMixin, _BaseComposition):
             raise ConfigError(f"cost_budget={self.cost_budget!r} must be > 0 (mean cost per sample), or None")
         if not 0.0 < float(self.validation_fraction) < 1.0:
             raise ConfigError(f"validation_fraction={self.validation_fraction!r} must be in (0, 1), e.g. 0.25")
+        if self.cache is not None and not isinstance(self.cache, OOFCache):
+            raise ConfigError(f"cache={self.cache!r} is not allowed; pass None or an ss.OOFCache()")
+        if self.cache is not None and (self.prefit or self.cv is None):
+            raise ConfigError("cache= serves the cross-fitting only, but prefit=True or cv=None fits no folds; "
+                              "pass cache=None, or prefit=False with cv=5")
         if int(self.n_thresholds) < 2:
             raise ConfigError(f"n_thresholds={self.n_thresholds!r} must be at least 2")
         n_stages = len(self.stages) if isinstance(self.stages, list | tuple) else 0

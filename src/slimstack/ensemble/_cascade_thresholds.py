@@ -18,8 +18,10 @@ from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from sklearn.utils import _safe_indexing
 
 from ..errors import DataError
+from ._oof import OOFCache
+from ._stage_checks import check_same_classes
 
-__all__ = ["drop_upper_bound", "out_of_fold_probas", "fold_count"]
+__all__ = ["drop_upper_bound", "out_of_fold_probas", "fold_count", "cross_fit_with_cache"]
 
 
 def drop_upper_bound(worse: np.ndarray, better: np.ndarray, n: int, risk: float) -> np.ndarray:
@@ -67,6 +69,25 @@ def out_of_fold_probas(stages: list[tuple[str, Any]], X: Any, y: np.ndarray, cla
             cols = np.searchsorted(classes, np.asarray(model.classes_))
             probas[s][np.ix_(va, cols)] = np.asarray(model.predict_proba(X_va))
     return probas
+
+
+def cross_fit_with_cache(stages: list[tuple[str, Any]], X: Any, y: np.ndarray, folds: int, seed: int | None,
+                         cache: OOFCache) -> tuple[list[tuple[str, Any]], np.ndarray, list[np.ndarray]]:
+    """The stages fitted on all rows and their out-of-fold probabilities, through a shared ``OOFCache``.
+
+    The same stratified folds as :func:`out_of_fold_probas` (so the thresholds are the same), but a
+    stage that another cascade given the same cache already cross-fitted on the same data and folds
+    is not fitted again, and its fitted copy is shared, not duplicated.
+    """
+    X = np.asarray(X) if isinstance(X, list) else X
+    split = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    key = cache.data_key(X, y, split)
+    full = cache.full_fits(stages, X, y, data_key=key)
+    fitted = [(name, full[name].models[0]) for name, _ in stages]
+    classes = check_same_classes(fitted, "stage")
+    oof, _, _ = cache.oof(stages, X, y, split, data_key=key, methods={name: "predict_proba" for name, _ in stages},
+                          classes=classes)
+    return fitted, classes, [oof[name] for name, _ in stages]
 
 
 def stratified_split(X: Any, y: np.ndarray, fraction: float, seed: int | None):
