@@ -95,30 +95,78 @@ def stacking(quick: bool, seed: int = 0):
 
 
 def cheap_candidates(seed: int = 0) -> dict[str, Any]:
+    """First-stage candidates; the rule in :func:`choose_cheap` picks one by measurement on tuning data."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
 
     import slimstack as ss
 
     return {
         "lr": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
         "mlp": ss.TorchClassifier(prefit=False, hidden_layer_sizes=(64, 64), epochs=30, lr=1e-2, random_state=seed),
+        "mlp_wide": ss.TorchClassifier(prefit=False, hidden_layer_sizes=(256, 256), epochs=30, lr=1e-2,
+                                       random_state=seed),
+        "svc": SVC(probability=True, random_state=seed),  # RBF, gamma="scale", on the features as given
+        "knn": KNeighborsClassifier(n_neighbors=5),
     }
 
 
-def choose_cheap(X: np.ndarray, y: np.ndarray, threads: int) -> tuple[str, dict[str, dict[str, float]]]:
-    """Out-of-fold accuracy (3 folds) per unit of measured cost; the best ratio wins."""
-    from sklearn.base import clone
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+def rows_needed(allowance: float = 0.002, risk: float = 0.05) -> int:
+    """Tuning rows below which no first-stage answer can pass the risk rule unless it beats the last stage.
 
+    With no harmful disagreement, the rule's upper bound on P(first wrong, last right) is
+    ``1 - (risk / 2) ** (1 / n)`` (Clopper-Pearson at ``risk / 2``); it is within ``allowance`` from
+    ``n = ln(risk / 2) / ln(1 - allowance)`` rows on (1,843 for 0.2 points at 95 %).
+    """
+    return int(np.ceil(np.log(risk / 2) / np.log1p(-allowance)))
+
+
+def compiled_costs(models: dict[str, Any], X: np.ndarray, threads: int) -> dict[str, dict[str, float]]:
+    """Per-row cost at 256-row calls and fixed per-call overhead of each compiled model, interleaved.
+
+    As ``Cascade`` measures its stages: a full batch and a 16-row call, ``t(n) = overhead + per_row * n``.
+    """
+    big = timed_interleaved(models, X[:2048], rounds=5, threads=threads)
+    small = timed(models, X, batch=16, threads=threads, runs=5, warmup=1)
+    out = {}
+    for n in models:
+        t_big, t_small = big[n]["cost_ms_per_sample"] * BATCH, small[n]["latency_ms"]
+        per_row = max((t_big - t_small) / (BATCH - 16), 0.0)
+        out[n] = {"cost_ms_per_sample": t_big / BATCH, "per_row_ms": per_row,
+                  "call_overhead_ms": float(np.clip(t_big - per_row * BATCH, 0.0, t_big))}
+    return out
+
+
+def choose_cheap(cascades: dict[str, Any], compiled: dict[str, dict[str, float]],
+                 python_costs: dict[str, float]) -> tuple[str, dict[str, dict[str, float]]]:
+    """The candidate whose compiled cascade has the lowest modelled cost per row against the compiled stack.
+
+    Everything comes from tuning data, never the test split: the share of rows the first stage may
+    answer at the risk-controlled threshold (``stage_share_``, on the out-of-fold or validation
+    predictions) and the compiled costs measured on tuning rows. The model is the cascade's own:
+    the first stage on every row, the stack's per-row cost on the deferred share and its per-call
+    overhead once for every 256-row batch with a deferred row. Ties go to the more accurate stage.
+    """
     info = {}
-    for name, est in cheap_candidates().items():
-        acc = float(cross_val_score(clone(est), X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0)).mean())
-        fitted = clone(est).fit(X, y)
-        cost = timed_interleaved({name: fitted}, X[:2048], rounds=5, threads=threads)[name]["cost_ms_per_sample"]
-        info[name] = {"oof_accuracy": acc, "cost_ms_per_sample": cost, "accuracy_per_ms": acc / cost}
-    return max(info, key=lambda n: info[n]["accuracy_per_ms"]), info
+    s = compiled["stack"]
+    for name, c in cascades.items():
+        first = float(c.stage_share_[name])
+        reach = 1.0 - first
+        modelled = (compiled[name]["cost_ms_per_sample"] + reach * s["per_row_ms"]
+                    + s["call_overhead_ms"] * (1.0 - (1.0 - reach) ** BATCH) / BATCH)
+        curve = c.curve_
+        all_first = np.flatnonzero(curve["stage_share"][:, 0] >= 1.0)
+        acc = float(curve["accuracy"][all_first[0]]) if len(all_first) else float("nan")
+        info[name] = {"oof_accuracy": acc, "tuning_share_first": first, "tuning_drop_bound": c.drop_bound_,
+                      "cost_ms_per_sample": python_costs[name],
+                      "compiled_cost_ms_per_sample": compiled[name]["cost_ms_per_sample"],
+                      "compiled_cost_vs_compiled_stack": compiled[name]["cost_ms_per_sample"] / s["cost_ms_per_sample"],
+                      "modelled_compiled_cascade_vs_compiled_stack": modelled / s["cost_ms_per_sample"]}
+    chosen = min(info, key=lambda n: (info[n]["modelled_compiled_cascade_vs_compiled_stack"], -info[n]["oof_accuracy"]))
+    return chosen, info
 
 
 def test_curve(cascade: Any, probas: list[np.ndarray], y: np.ndarray) -> dict[str, list]:
@@ -167,18 +215,38 @@ def _cascade_split(dataset: str, args, seed: int) -> tuple[list[dict], dict]:
     rows: list[dict] = []
     data, note = cascade_data(dataset, args.quick, seed)
     (X_tr, y_tr), (X_val, y_val), (X_te, y_te) = data["train"], data["val"], data["test"]
+    stack_proto, stack_info = stacking(args.quick)
+    protos = cheap_candidates()
+    need = rows_needed()
     t0 = time.perf_counter()
-    stack, stack_info = stacking(args.quick)
-    stack.fit(X_tr, y_tr)
-    fit_s = time.perf_counter() - t0
-    chosen, cheap_info = choose_cheap(X_tr, y_tr, args.threads)
-    cheap = {n: clone(e).fit(X_tr, y_tr) for n, e in cheap_candidates().items()}
-    cascades = {n: ss.Cascade([(n, cheap[n]), ("stack", stack)], prefit=True, max_accuracy_drop=0.002,
-                              n_threads=args.threads).fit(X_val, y_val) for n in cheap}
-    variants = {"stack": stack, "lr": cheap["lr"], "mlp": cheap["mlp"]}
+    if len(y_val) >= need:  # enough held-out rows: stages fitted on train, thresholds tuned on validation
+        X_tune, y_tune = X_val, y_val
+        stack = clone(stack_proto).fit(X_tr, y_tr)
+        fit_s = time.perf_counter() - t0
+        cheap = {n: clone(e).fit(X_tr, y_tr) for n, e in protos.items()}
+        cascades = {n: ss.Cascade([(n, cheap[n]), ("stack", stack)], prefit=True, max_accuracy_drop=0.002,
+                                  n_threads=args.threads).fit(X_val, y_val) for n in cheap}
+        tuning = {"mode": "validation", "rows": len(y_val), "stages_fitted_on": "train"}
+    else:  # too few: cross-fit over train+validation (ss.Cascade's default), the stack's folds shared
+        X_tune, y_tune = np.concatenate([X_tr, X_val]), np.concatenate([y_tr, y_val])
+        cache = ss.OOFCache()
+        cascades = {n: ss.Cascade([(n, e), ("stack", stack_proto)], cv=5, cache=cache, max_accuracy_drop=0.002,
+                                  n_threads=args.threads).fit(X_tune, y_tune) for n, e in protos.items()}
+        fit_s = time.perf_counter() - t0  # the stack's 5 fold fits and full fit, and every candidate's
+        stack = next(iter(cascades.values())).stages_[-1][1]  # one fitted stack, shared by every cascade
+        cheap = {n: c.stages_[0][1] for n, c in cascades.items()}
+        tuning = {"mode": "cross-fit", "rows": len(y_tune), "folds": 5, "stages_fitted_on": "train+val"}
+    tuning.update(rows_needed_without_gains=need, rule=(
+        f"tune on the validation split when it has >= {need} rows (below that the risk rule lets a first "
+        "stage answer only where it beats the stack), else on 5-fold out-of-fold predictions over train+val"))
+    # the choice of first stage: compiled costs measured on tuning rows, shares from the tuning predictions
+    compiled_alone = {n: ss.compile(m, threads=args.threads) for n, m in {"stack": stack, **cheap}.items()}
+    py_cost = {n: c.costs_[0] for n, c in cascades.items()}
+    chosen, cheap_info = choose_cheap(cascades, compiled_costs(compiled_alone, X_tune, args.threads), py_cost)
+    variants = {"stack": stack, **cheap}
     variants.update({f"cascade_{n}": c for n, c in cascades.items()})
     # ss.compile: one ONNX Runtime graph each; the compiled cascade routes inside the graph (If node)
-    compiled = {"compiled_stack": ss.compile(stack, threads=args.threads)}
+    compiled = {"compiled_stack": compiled_alone["stack"]}
     compiled.update({f"compiled_cascade_{n}": ss.compile(c, threads=args.threads) for n, c in cascades.items()})
     compile_diff = {k: float(np.abs(m.predict_proba(X_te) - (stack if k == "compiled_stack" else
                                                              cascades[k.removeprefix("compiled_cascade_")]
@@ -195,7 +263,8 @@ def _cascade_split(dataset: str, args, seed: int) -> tuple[list[dict], dict]:
     acc_stack = float((stack.classes_[p_stack.argmax(1)] == y_te).mean())
     base_cost = timing["stack"]["cost_ms_per_sample"]
     block: dict[str, Any] = {"data": note, "stacking": stack_info, "stack_fit_s": fit_s, "cheap_selection": cheap_info,
-                             "cheap_chosen": chosen, "cascades": {}}
+                             "cheap_chosen": chosen, "selection_rule": choose_cheap.__doc__.split("\n")[0],
+                             "tuning": tuning, "cascades": {}}
     for name, model in {"stack": stack, **cheap}.items():
         acc = float((model.predict(X_te) == y_te).mean())
         rows.append({"name": f"{dataset}/{name}", "section": "cascade", "quality": acc, "quality_metric": "accuracy",
@@ -409,21 +478,37 @@ def main(argv: list[str] | None = None) -> None:
 
     import warnings
 
-    args = parse_args(NAME, __doc__.splitlines()[0], argv, extra=lambda p: p.add_argument(
-        "--repeats", type=int, default=1, help="cascade: random train/val/test splits to average over (default 1)"))
+    def flags(p):
+        p.add_argument("--repeats", type=int, default=1,
+                       help="cascade: random train/val/test splits to average over (default 1)")
+        p.add_argument("--datasets", default="digits,synthetic20k",
+                       help="cascade datasets, comma-separated (default digits,synthetic20k)")
+        p.add_argument("--sections", default="cascade,hierarchy,merge",
+                       help="sections to run, comma-separated (default cascade,hierarchy,merge)")
+
+    args = parse_args(NAME, __doc__.splitlines()[0], argv, extra=flags)
+    sections = [x for x in args.sections.split(",") if x]
+    datasets = [x for x in args.datasets.split(",") if x] if "cascade" in sections else []
+    bad = sorted(set(sections) - {"cascade", "hierarchy", "merge"}) + sorted(set(datasets) - {"digits", "synthetic20k"})
+    if bad:
+        raise SystemExit(f"unknown section or dataset {bad}; sections: cascade, hierarchy, merge; "
+                         "datasets: digits, synthetic20k")
     warnings.filterwarnings("ignore", message=".*probability.*deprecated", category=FutureWarning)
     seed_everything(0)
     rows: list[dict] = []
     extra: dict[str, Any] = {}
     t0 = time.perf_counter()
     with threads(args.threads):
-        for dataset in ("digits", "synthetic20k"):
+        for dataset in datasets:
             bench_cascade(dataset, args, rows, extra)
             print(f"cascade {dataset}: {time.perf_counter() - t0:.0f}s", flush=True)
-        bench_hierarchy(args, rows, extra)
-        bench_merge(args, rows, extra)
-    png = plot_curves(extra, RESULTS / f"{NAME}{'-quick' if args.quick else ''}-cascade.png")
-    extra["plot"] = str(png.relative_to(RESULTS.parent)) if png else None
+        if "hierarchy" in sections:
+            bench_hierarchy(args, rows, extra)
+        if "merge" in sections:
+            bench_merge(args, rows, extra)
+    png = plot_curves(extra, Path(args.out).with_name(f"{Path(args.out).stem}-cascade.png")) if datasets else None
+    extra["plot"] = (str(png.relative_to(RESULTS.parent)) if png.is_relative_to(RESULTS.parent) else str(png)) \
+        if png else None
     extra["wall_s"] = time.perf_counter() - t0
     write(NAME, args, rows, **extra)
     print(markdown(rows))
