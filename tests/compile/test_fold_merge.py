@@ -119,6 +119,22 @@ def test_cascade_routes_on_float64_probabilities_of_a_torch_stage():
     assert 0 < (cas.answered_by(X[300:]) == 0).sum() < len(q)
 
 
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_cascade_routes_on_float64_votes_of_a_knn_stage(weights):
+    """A threshold equal to a vote share (3/5 = 0.6, which float32 rounds up) routes as in Python."""
+    X, y = make_classification(400, 8, n_informative=5, n_classes=3, random_state=5)
+    knn = KNeighborsClassifier(5, weights=weights).fit(X[:200], y[:200])
+    lr = LogisticRegression(max_iter=500).fit(X[:200], y[:200])
+    cas = ss.Cascade([("knn", knn), ("lr", lr)], prefit=True, thresholds=[0.6], costs=[1.0, 2.0]).fit(X[200:], y[200:])
+    conf = knn.predict_proba(X[200:]).max(axis=1)
+    if weights == "uniform":
+        assert (conf == 0.6).sum() >= 10  # rows exactly at the threshold: Python defers them
+    fast = ss.compile(cas)
+    p, q = fast.predict_proba(X[200:]), cas.predict_proba(X[200:])
+    assert np.abs(p - q).max() < TOL
+    assert 0 < (cas.answered_by(X[200:]) == 0).sum() < len(q)
+
+
 @pytest.mark.parametrize("scale", [True, False])
 def test_linear_fold_copies_in_one_matmul(scale):
     X, y = make_classification(240, 7, n_informative=4, n_classes=2, random_state=7)
