@@ -1,11 +1,13 @@
 """Hierarchical models: confidence cascades, a coarse-to-fine classifier and weight-space merging.
 
 1. Cascade on digits and on the 20k synthetic set of the ensembles benchmark: a cheap first stage
-   (LR or a small torch MLP, chosen by out-of-fold accuracy per unit of measured cost) before the
-   full stacking ensemble (LR, RF, HistGradientBoosting, kNN(15), SVC(probability=True)).
+   (LR, torch MLPs (64, 64) and (256, 256), RBF SVC, kNN(5)) before the full stacking ensemble (LR,
+   RF, HistGradientBoosting, kNN(15), SVC(probability=True)), each also compiled (``ss.compile``).
    Target: test accuracy within 0.2 points of the ensemble at <= 40% of its mean inference cost.
-   Stages are fitted on the train split, thresholds tuned on the validation split, all figures
-   below are on the test split; costs are measured, not assumed.
+   Thresholds (risk-controlled, ``max_accuracy_drop=0.002``) are tuned on the validation split when
+   it has enough rows for the risk rule (``rows_needed``), else on out-of-fold predictions over
+   train+val (digits); the first stage is chosen on that tuning data by the modelled cost of its
+   compiled cascade (``choose_cheap``). All figures below are on the test split; costs are measured.
 2. HierarchicalClassifier against flat models on digits (accuracy, latency).
 3. Merging: five digits MLPs fine-tuned from one start (different seeds and learning rates);
    uniform and greedy soups (1x cost) against the best single member and against averaging the
@@ -110,6 +112,7 @@ def cheap_candidates(seed: int = 0) -> dict[str, Any]:
         "mlp_wide": ss.TorchClassifier(prefit=False, hidden_layer_sizes=(256, 256), epochs=30, lr=1e-2,
                                        random_state=seed),
         "svc": SVC(probability=True, random_state=seed),  # RBF, gamma="scale", on the features as given
+        "svc_c10": SVC(C=10.0, probability=True, random_state=seed),
         "knn": KNeighborsClassifier(n_neighbors=5),
     }
 
@@ -202,7 +205,7 @@ def bench_cascade(dataset: str, args, rows: list, extra: dict) -> None:
         summary[n] = {"per_seed": items, "mean": mean, "splits": len(items),
                       "target_met_mean": {mode: bool(mean["accuracy_drop"] <= 0.002 + 1e-12 and mean[mode] <= 0.40)
                                           for mode in ("cost_vs_stack", "cost_vs_stack_one_call",
-                                                       "cost_vs_stack_per_request")}}
+                                                       "cost_vs_stack_per_request", "cost_vs_compiled_stack")}}
     block["repeats"] = summary
     extra.setdefault("cascade", {})[dataset] = block
 
@@ -323,6 +326,8 @@ def _cascade_split(dataset: str, args, seed: int) -> tuple[list[dict], dict]:
              "per_request_ms": per_request[name]["cost_ms_per_sample"],
              "max_abs_proba_diff": compile_diff[name]}
         if name != "compiled_stack":  # the issue's target, on compiled graphs: <= 40 % of the compiled stack
+            block["cascades"][name.removeprefix("compiled_cascade_")]["summary"]["cost_vs_compiled_stack"] = \
+                r["cost_vs_compiled_stack"]
             r["accuracy_drop_vs_stack"] = acc_stack - acc
             r["target_met_compiled"] = bool(acc >= acc_stack - 0.002 - 1e-12 and r["cost_vs_compiled_stack"] <= 0.40)
         rows.append(r)
@@ -525,11 +530,15 @@ def repeats_markdown(extra: dict) -> str:
             rows.append({"cascade": f"{dataset} {n} -> stack", "splits": r["splits"], "drop": 100 * m["accuracy_drop"],
                          "batches": f"{m['cost_vs_stack']:.2f}x", "one": f"{m['cost_vs_stack_one_call']:.2f}x",
                          "req": f"{m['cost_vs_stack_per_request']:.2f}x",
+                         "comp": f"{m['cost_vs_compiled_stack']:.2f}x" if "cost_vs_compiled_stack" in m else "–",
+                         "comp_met": ok(t["cost_vs_compiled_stack"]) if "cost_vs_compiled_stack" in t else "–",
                          "met": f"{ok(t['cost_vs_stack'])} / {ok(t['cost_vs_stack_one_call'])} / "
                                 f"{ok(t['cost_vs_stack_per_request'])}"})
     return table(rows, [("cascade", "cascade", ""), ("splits", "splits", ""), ("drop", "mean accuracy drop (pt)", ".2f"),
                         ("batches", "cost, 256-row batches", ""), ("one", "one call", ""),
                         ("req", "one request at a time", ""),
+                        ("comp", "compiled cascade vs compiled stack, 256-row batches", ""),
+                        ("comp_met", "target met (compiled)", ""),
                         ("met", "target met (batches / one call / per request)", "")])
 
 
