@@ -311,7 +311,8 @@ def _cascade_split(dataset: str, args, seed: int) -> tuple[list[dict], dict]:
             "curve_test": test_curve(c, probas, y_te),
             "summary": {"accuracy_drop": acc_stack - acc, "cost_vs_stack": ratio, "cost_vs_stack_one_call": ratio_whole,
                         "cost_vs_stack_per_request": ratio_req, "threshold": float(c.thresholds_[0]),
-                        "share_answered_first_stage": float(share[0])},
+                        "share_answered_first_stage": float(share[0]),
+                        "tuning_share_first": float(c.stage_share_[n]), "chosen_by_rule": float(n == chosen)},
         }
     block["stack_test_accuracy"] = acc_stack
     c_base = timing["compiled_stack"]["cost_ms_per_sample"]
