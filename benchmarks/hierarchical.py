@@ -535,11 +535,11 @@ def repeats_markdown(extra: dict) -> str:
                          "comp_met": ok(t["cost_vs_compiled_stack"]) if "cost_vs_compiled_stack" in t else "–",
                          "met": f"{ok(t['cost_vs_stack'])} / {ok(t['cost_vs_stack_one_call'])} / "
                                 f"{ok(t['cost_vs_stack_per_request'])}"})
+    compiled = [("comp", "compiled cascade vs compiled stack, 256-row batches", ""),
+                ("comp_met", "target met (compiled)", "")] if any(r["comp"] != "–" for r in rows) else []
     return table(rows, [("cascade", "cascade", ""), ("splits", "splits", ""), ("drop", "mean accuracy drop (pt)", ".2f"),
                         ("batches", "cost, 256-row batches", ""), ("one", "one call", ""),
-                        ("req", "one request at a time", ""),
-                        ("comp", "compiled cascade vs compiled stack, 256-row batches", ""),
-                        ("comp_met", "target met (compiled)", ""),
+                        ("req", "one request at a time", ""), *compiled,
                         ("met", "target met (batches / one call / per request)", "")])
 
 
