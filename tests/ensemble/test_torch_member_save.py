@@ -60,5 +60,5 @@ def test_packed_module_file_names_stay_inside_their_folder():
     assert any(name.endswith(".safetensors") for name in files)
     assert isinstance(unpack_module(packed), torch.nn.Linear)
     evil = {next(iter(packed)): {**files, "../escape.txt": b"x"}}
-    with pytest.raises(ValueError, match="outside its folder"):
+    with pytest.raises(ss.errors.ModelFileError, match="outside its folder"):
         unpack_module(evil)

@@ -58,6 +58,7 @@ def unpack_module(value: Any) -> Any:
     """The module :func:`pack_module` packed (``value`` returned unchanged when it is not a packed one)."""
     if not (isinstance(value, dict) and PACKED_KEY in value):
         return value
+    from ..errors import ModelFileError
     from ._registry import load
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,7 +66,8 @@ def unpack_module(value: Any) -> Any:
         for name, data in value[PACKED_KEY].items():
             target = (root / name).resolve()
             if root.resolve() not in target.parents:
-                raise ValueError(f"packed module file {name!r} points outside its folder")
+                raise ModelFileError(f"packed module file {name!r} points outside its folder: the saved ensemble is "
+                                     "corrupt or was tampered with; save it again from the fitted estimator")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(bytes(data))
         return load(root, trusted=_TRUSTED.get())
