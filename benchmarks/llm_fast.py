@@ -14,12 +14,18 @@ ignored), median of the reps:
 2. **Pareto points** (kind "anchor" / "slimstack"): llama.cpp Q4_K_M and Q4_0 rebuilt from the packaged
    file, and slimstack pipelines: ``ss.prune`` (LayerDrop / WidthPruning, optional distillation
    recovery from the dense model) then ``ss.quantize(WeightOnly(bits=4, backend="llamacpp"))`` (GPTQ
-   Q4_0 blocks, head Q8_0). Quality: mean per-token KL(fp32 dense || variant), top-1 agreement and
-   perplexity on held-out text, 8 windows of 256 tokens spread evenly over torch's PyPI description
-   (the first window holds its markdown/HTML header), which nothing here trains or calibrates on.
-   Pruning calibration, distillation and GPTQ read the long descriptions of other installed packages.
-   The float KLD of each pruned model (before 4-bit) is reported too, so the loss splits into
-   pruning and quantization.
+   Q4_0 blocks, head Q8_0); and the speed-first 4-bit rows: ``formats=("Q4_0", "Q8_0")`` (llama.cpp's
+   two fastest kernels here, the head at Q4_0 too), ``untie_head=True`` (the head GPTQ-rounded as its
+   own tensor, the lookup embedding at Q8_0) and ``distill_steps`` (block scales and norms distilled
+   from the float model, codes fixed), alone and under a ``bits_per_weight`` budget.
+   Quality: mean per-token KL(fp32 dense || variant), top-1 agreement and perplexity on held-out text
+   scored as llama.cpp's perplexity/KL tool does (as ``llm_quant.py``): chunks of 512 tokens of torch's
+   PyPI description, the last 256 of each scored (8 chunks with --quick, all 17 without); the
+   ``*_spread`` columns keep the first runs' protocol (8 windows of 256 tokens spread over the text,
+   every position scored, the first window holding its markdown/HTML header). Nothing here trains or
+   calibrates on that text: pruning calibration, distillation and GPTQ read the long descriptions of
+   other installed packages. The float KLD of each pruned model (before 4-bit) is reported too, so
+   the loss splits into pruning and quantization.
 
 Timings: ``decode_tokens_per_s`` is wall time; ``decode_cpu_tokens_per_s`` is tokens per CPU-second
 of this process (at ``--threads 1`` it is insensitive to other processes on a shared machine; with
