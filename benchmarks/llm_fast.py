@@ -14,12 +14,18 @@ ignored), median of the reps:
 2. **Pareto points** (kind "anchor" / "slimstack"): llama.cpp Q4_K_M and Q4_0 rebuilt from the packaged
    file, and slimstack pipelines: ``ss.prune`` (LayerDrop / WidthPruning, optional distillation
    recovery from the dense model) then ``ss.quantize(WeightOnly(bits=4, backend="llamacpp"))`` (GPTQ
-   Q4_0 blocks, head Q8_0). Quality: mean per-token KL(fp32 dense || variant), top-1 agreement and
-   perplexity on held-out text, 8 windows of 256 tokens spread evenly over torch's PyPI description
-   (the first window holds its markdown/HTML header), which nothing here trains or calibrates on.
-   Pruning calibration, distillation and GPTQ read the long descriptions of other installed packages.
-   The float KLD of each pruned model (before 4-bit) is reported too, so the loss splits into
-   pruning and quantization.
+   Q4_0 blocks, head Q8_0); and the speed-first 4-bit rows: ``formats=("Q4_0", "Q8_0")`` (llama.cpp's
+   two fastest kernels here, the head at Q4_0 too), ``untie_head=True`` (the head GPTQ-rounded as its
+   own tensor, the lookup embedding at Q8_0) and ``distill_steps`` (block scales and norms distilled
+   from the float model, codes fixed), alone and under a ``bits_per_weight`` budget.
+   Quality: mean per-token KL(fp32 dense || variant), top-1 agreement and perplexity on held-out text
+   scored as llama.cpp's perplexity/KL tool does (as ``llm_quant.py``): chunks of 512 tokens of torch's
+   PyPI description, the last 256 of each scored (8 chunks with --quick, all 17 without); the
+   ``*_spread`` columns keep the first runs' protocol (8 windows of 256 tokens spread over the text,
+   every position scored, the first window holding its markdown/HTML header). Nothing here trains or
+   calibrates on that text: pruning calibration, distillation and GPTQ read the long descriptions of
+   other installed packages. The float KLD of each pruned model (before 4-bit) is reported too, so
+   the loss splits into pruning and quantization.
 
 Timings: ``decode_tokens_per_s`` is wall time; ``decode_cpu_tokens_per_s`` is tokens per CPU-second
 of this process (at ``--threads 1`` it is insensitive to other processes on a shared machine; with
@@ -42,10 +48,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import parse_args, write  # noqa: E402
-from llm_quant import _timing_lock, anchors, calibration_text, eval_text  # noqa: E402
+from llm_quant import CHUNK, CONTEXT, _timing_lock, anchors, calibration_text, eval_text, score  # noqa: E402
 
 WINDOW = 256
 N_EVAL = 8
+BUDGETS = (4.75,)  # bits per weight of the Q4_0/Q8_0 mix (all Q4_0 is 4.5; the lookup embedding not counted)
+TUNE_STEPS = (100, 300)  # block-scale distillation steps, quick / full
 
 
 def _extra(p) -> None:
@@ -54,6 +62,9 @@ def _extra(p) -> None:
     p.add_argument("--steps", type=int, default=None, help="distillation steps (default 24 quick, 200 full)")
     p.add_argument("--no-cuts", action="store_true", help="skip part 1 (speed of each structural cut)")
     p.add_argument("--reps", type=int, default=None, help="timing reps per model (default 3 quick, 5 full)")
+    p.add_argument("--tune-steps", type=int, default=None, help="block-scale distillation steps (default 100 quick, "
+                   "300 full)")
+    p.add_argument("--only", default="", help="comma-separated substrings: build only the pipelines they name")
 
 
 def eval_windows(ids: list[int]) -> list[list[int]]:
@@ -74,27 +85,42 @@ def quality(logprobs, windows, refs) -> dict[str, Any]:
             "top1_agreement": float(np.mean(top1)), "perplexity": float(np.exp(nll / n))}
 
 
-def pipelines(steps: int, quick: bool) -> dict[str, dict[str, Any]]:
+def pipelines(steps: int, quick: bool, tune_steps: int) -> dict[str, tuple[Any, Any]]:
+    """name -> (pruning config or None, quantization config)."""
     import slimstack as ss
 
     calib = dict(calibration_windows=8 if quick else 32, calibration_tokens=256)
     rec = dict(recovery="distill", recovery_steps=steps, recovery_batch=2 if quick else 4, recovery_tokens=128,
                recovery_lr=1e-4)
+    q40 = ss.WeightOnly(bits=4, group_size=32, backend="llamacpp", calibration_size=16 if quick else 64)
+    # llama.cpp's two fastest CPU kernels (Q4_0, Q8_0) for every tensor, the tied head included; scales and
+    # norms distilled from the float model, codes fixed (same file, same kernels)
+    fast = dict(bits=4, group_size=32, backend="llamacpp", formats=("Q4_0", "Q8_0"),
+                calibration_size=128 if quick else 256)
     out = {
-        "slimstack Q4_0 (dense, GPTQ)": None,
-        "drop 2 layers -> Q4_0": ss.LayerDrop(layers=2, **calib),
-        "drop 2 layers + distill (near cut) -> Q4_0": ss.LayerDrop(layers=2, **calib, **rec,
-                                                                   recovery_params="near_cut"),
-        "drop 4 layers + distill (near cut) -> Q4_0": ss.LayerDrop(layers=4, **calib, **rec,
-                                                                   recovery_params="near_cut"),
-        "FFN -25 % (refit) -> Q4_0": ss.WidthPruning(ffn_ratio=0.25, **calib),
-        "KV groups 3 -> 2 (refit) -> Q4_0": ss.WidthPruning(ffn_ratio=0.0, head_ratio=0.34, **calib),
+        "slimstack Q4_0 (dense, GPTQ)": (None, q40),
+        "drop 2 layers -> Q4_0": (ss.LayerDrop(layers=2, **calib), q40),
+        "drop 2 layers + distill (near cut) -> Q4_0": (ss.LayerDrop(layers=2, **calib, **rec,
+                                                                    recovery_params="near_cut"), q40),
+        "drop 4 layers + distill (near cut) -> Q4_0": (ss.LayerDrop(layers=4, **calib, **rec,
+                                                                    recovery_params="near_cut"), q40),
+        "FFN -25 % (refit) -> Q4_0": (ss.WidthPruning(ffn_ratio=0.25, **calib), q40),
+        "KV groups 3 -> 2 (refit) -> Q4_0": (ss.WidthPruning(ffn_ratio=0.0, head_ratio=0.34, **calib), q40),
+        "Q4_0 everywhere, head too (GPTQ)": (None, ss.WeightOnly(**fast)),
+        "Q4_0 everywhere, head too + distilled scales": (None, ss.WeightOnly(**fast, distill_steps=tune_steps)),
     }
+    # the head as its own tensor, GPTQ-rounded for its inputs; the lookup embedding apart at Q8_0 (no decode cost)
+    out["Q4_0 everywhere, untied head (GPTQ)"] = (None, ss.WeightOnly(**fast, untie_head=True))
+    out["Q4_0 everywhere, untied head + distilled scales"] = (
+        None, ss.WeightOnly(**fast, untie_head=True, distill_steps=tune_steps))
+    for bpw in BUDGETS:
+        out[f"Q4_0/Q8_0 mix <= {bpw} bpw, untied head + distilled scales"] = (
+            None, ss.WeightOnly(**fast, untie_head=True, bits_per_weight=bpw, distill_steps=tune_steps))
     if not quick:
-        out["drop 2 layers + distill (blocks) -> Q4_0"] = ss.LayerDrop(layers=2, **calib, **rec,
-                                                                       recovery_params="blocks")
-        out["FFN -25 % (refit) + distill (blocks) -> Q4_0"] = ss.WidthPruning(ffn_ratio=0.25, **calib, **rec,
-                                                                              recovery_params="blocks")
+        out["drop 2 layers + distill (blocks) -> Q4_0"] = (ss.LayerDrop(layers=2, **calib, **rec,
+                                                                        recovery_params="blocks"), q40)
+        out["FFN -25 % (refit) + distill (blocks) -> Q4_0"] = (ss.WidthPruning(ffn_ratio=0.25, **calib, **rec,
+                                                                               recovery_params="blocks"), q40)
     return out
 
 
@@ -138,8 +164,20 @@ def build_cuts(lm: Any, work: Path, calib: list[str]) -> dict[str, Path]:
     return out
 
 
-def build_pipeline(name: str, cfg: Any, lm: Any, calib: list[str], train: list[str], work: Path,
-                   windows, refs, quick: bool) -> dict[str, Any]:
+class _Runner:
+    def __init__(self, fn):
+        self.logprobs_ids = fn
+
+
+def judge(logprobs, ev) -> dict[str, Any]:
+    """Quality on llama.cpp's protocol (the row's kld / top-1 / perplexity) and on the spread windows (*_spread)."""
+    out = score(_Runner(logprobs), ev["chunks"], ev["chunk_refs"])
+    out.update({f"{k}_spread": v for k, v in quality(logprobs, ev["spread"], ev["spread_refs"]).items()})
+    return out
+
+
+def build_pipeline(name: str, cfg: Any, qcfg: Any, lm: Any, calib: list[str], train: list[str], work: Path,
+                   ev: dict) -> dict[str, Any]:
     """Prune (+ recovery) -> 4-bit GGUF; the pruned float model's quality and the build times, cached in ``work``."""
     import slimstack as ss
     from slimstack.quantize.backends.llamacpp import LlamaCppLM
@@ -148,7 +186,7 @@ def build_pipeline(name: str, cfg: Any, lm: Any, calib: list[str], train: list[s
     meta_path, gguf = work / f"{slug}.json", work / f"{slug}.gguf"
     if meta_path.exists() and gguf.exists():
         return json.loads(meta_path.read_text())
-    meta: dict[str, Any] = {"config": None if cfg is None else cfg.to_dict()}
+    meta: dict[str, Any] = {"config": None if cfg is None else cfg.to_dict(), "quant_config": qcfg.to_dict()}
     t0, c0 = time.perf_counter(), time.process_time()
     pruned = lm
     if cfg is not None:
@@ -157,16 +195,17 @@ def build_pipeline(name: str, cfg: Any, lm: Any, calib: list[str], train: list[s
         meta["prune_summary"] = {k: r.summary.get(k) for k in ("dropped_layers", "kept_layers", "intermediate_size",
                                                                 "recovery", "params")}
         meta["prune_wall_s"], meta["prune_cpu_s"] = round(time.perf_counter() - t0, 1), round(time.process_time() - c0, 1)
-        meta["float"] = quality(lambda w: pruned.logprobs(np.asarray(w), max_tokens=len(w))[1], windows, refs)
+        meta["float"] = judge(lambda w: pruned.logprobs(np.asarray(w), max_tokens=len(w))[1], ev)
     t1, c1 = time.perf_counter(), time.process_time()
-    q = ss.quantize(pruned, ss.WeightOnly(bits=4, group_size=32, backend="llamacpp", calibration_size=16 if quick else 64),
-                    calibration=calib, threads=1)
+    q = ss.quantize(pruned, qcfg, calibration=calib, threads=2)
     q.model.save(gguf)
     q.model.close()
     meta["quantize_wall_s"], meta["quantize_cpu_s"] = round(time.perf_counter() - t1, 1), round(time.process_time() - c1, 1)
     meta["formats"] = {f: sum(1 for x in q.record.layers if x.get("format") == f) for f in ("Q4_0", "Q8_0")}
+    meta["head"] = next((x["format"] for x in q.record.layers if x["name"] in ("model.embed_tokens", "lm_head")), None)
+    meta["notes"] = [n for n in q.record.notes if n.startswith(("scales distilled", "sensitivity"))]
     m = LlamaCppLM(gguf, n_threads=1)
-    meta["quant"] = quality(m.logprobs_ids, windows, refs)
+    meta["quant"] = judge(m.logprobs_ids, ev)
     m.close()
     meta_path.write_text(json.dumps(meta, indent=1, default=str))
     return meta
@@ -206,19 +245,22 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(max(2, args.threads))  # building uses both cores; timing uses --threads
     steps = args.steps or (24 if args.quick else 200)
+    tune = args.tune_steps or TUNE_STEPS[0 if args.quick else 1]
     reps = args.reps or (3 if args.quick else 5)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="slimstack-llm-fast-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     lm = ss.zoo.smollm2()
     ids = lm.tokenizer(eval_text())["input_ids"]
-    windows = eval_windows(ids)
+    n_chunks = 8 if args.quick else len(ids) // CHUNK
+    ev: dict[str, Any] = {"spread": eval_windows(ids), "chunks": [ids[i * CHUNK:(i + 1) * CHUNK] for i in range(n_chunks)]}
     ref_path = work / "ref.npz"
-    if ref_path.exists():
-        refs = list(np.load(ref_path)["refs"])
+    if ref_path.exists() and len(np.load(ref_path)["chunks"]) == n_chunks:
+        ev["spread_refs"], ev["chunk_refs"] = list(np.load(ref_path)["spread"]), list(np.load(ref_path)["chunks"])
     else:
-        refs = [lm.logprobs(np.asarray(w), max_tokens=WINDOW)[1] for w in windows]
-        np.savez(ref_path, refs=np.stack(refs))
+        ev["spread_refs"] = [lm.logprobs(np.asarray(w), max_tokens=len(w))[1] for w in ev["spread"]]
+        ev["chunk_refs"] = [lm.logprobs(np.asarray(w), max_tokens=len(w))[1] for w in ev["chunks"]]
+        np.savez(ref_path, spread=np.stack(ev["spread_refs"]), chunks=np.stack(ev["chunk_refs"]))
     texts = calibration_text(150_000 if args.quick else 400_000)
     calib, train = texts[: len(texts) // 2], texts[len(texts) // 2:]
     print(f"loaded in {time.time() - t0:.0f}s; {len(texts)} texts ({sum(map(len, texts))} chars)", flush=True)
@@ -230,14 +272,17 @@ def main(argv=None) -> int:
         key = f"llama.cpp {name}"
         paths[key] = path
         m = LlamaCppLM(path, n_threads=1)
-        rows.append({"name": key, "kind": "anchor", **quality(m.logprobs_ids, windows, refs)})
+        rows.append({"name": key, "kind": "anchor", **judge(m.logprobs_ids, ev)})
         m.close()
-    for name, cfg in pipelines(steps, args.quick).items():
-        meta = build_pipeline(name, cfg, lm, calib, train, work, windows, refs, args.quick)
+    for name, (cfg, qcfg) in pipelines(steps, args.quick, tune).items():
+        if args.only and not any(o in name for o in args.only.split(",")):
+            continue
+        meta = build_pipeline(name, cfg, qcfg, lm, calib, train, work, ev)
         paths[name] = work / ("".join(c if c.isalnum() else "_" for c in name) + ".gguf")
         row = {"name": name, "kind": "slimstack", **meta["quant"], **{k: v for k, v in meta.items() if k != "quant"}}
         rows.append(row)
-        print(f"{name}: kld {row['kld']:.3f} (float {meta.get('float', {}).get('kld', 0):.3f})", flush=True)
+        print(f"{name}: kld {row['kld']:.4f} spread {row['kld_spread']:.3f} "
+              f"(float {meta.get('float', {}).get('kld', 0):.3f}) {meta.get('notes')}", flush=True)
         write("llm_fast", args, rows, complete=False)
     if not args.no_cuts:
         for key, path in build_cuts(lm, work, calib[:1]).items():
@@ -262,8 +307,11 @@ def main(argv=None) -> int:
                      "best_at_1.5x": best["name"] if best else None, "best_kld_at_1.5x": best["kld"] if best else None,
                      "gap_kld": (best["kld"] - k4["kld"]) if best else None},
         "speed": f"{speed_key} at {args.threads} thread(s), {reps} interleaved reps, batch 1, 128 new tokens",
-        "eval": f"{N_EVAL} windows of {WINDOW} tokens spread over torch's PyPI description (held out)",
-        "train": f"pruning calibration, distillation ({steps} steps) and GPTQ on other packages' descriptions",
+        "eval": f"llama.cpp's protocol: {n_chunks} chunks of {CHUNK} tokens of torch's PyPI description (held out), "
+                f"the last {CHUNK - CONTEXT} of each scored; *_spread: {N_EVAL} windows of {WINDOW} tokens spread over "
+                "it, every position scored (the protocol of the first runs)",
+        "train": f"pruning calibration, distillation ({steps} steps), GPTQ and scale distillation ({tune} steps) on "
+                 "other packages' descriptions",
         "machine_note": os.environ.get("SLIMSTACK_BENCH_NOTE", ""),
     }
     write("llm_fast", args, rows, summary=summary, complete=True)

@@ -16,12 +16,15 @@ def table(payload: dict) -> str:
     s = payload.get("summary", {})
     speed = "CPU tok/s" if "cpu" in str(s.get("speed", "")).split(" at ")[0] else "tok/s"
     key = "decode_cpu_tokens_per_s" if speed == "CPU tok/s" else "decode_tokens_per_s"
+    spread = any("kld_spread" in r for r in rows)
     lines = [f"| variant | file MB | KLD to fp32 | KLD before 4-bit | top-1 same | perplexity | decode {speed} "
-             "| vs Q4_K_M |", "|---|---|---|---|---|---|---|---|"]
+             "| vs Q4_K_M |" + (" KLD (spread windows) |" if spread else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if spread else "")]
     for r in (r for r in rows if r.get("kind") != "cut"):
         lines.append(f"| {r['name']} | {r['file_mb']:.1f} | {r['kld']:.3f} | "
                      f"{_f((r.get('float') or {}).get('kld'), '.3f')} | {100 * r['top1_agreement']:.1f} % | "
-                     f"{r['perplexity']:.1f} | {r[key]:.1f} | {r['speed_vs_q4_k_m']:.2f}x |")
+                     f"{r['perplexity']:.1f} | {r[key]:.1f} | {r['speed_vs_q4_k_m']:.2f}x |"
+                     + (f" {_f(r.get('kld_spread'), '.3f')} |" if spread else ""))
     cuts = [r for r in rows if r.get("kind") == "cut"]
     if cuts:
         lines += ["", f"| structural cut (llama.cpp Q4_0, speed only) | file MB | decode {speed} | vs Q4_K_M |",

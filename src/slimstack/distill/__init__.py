@@ -14,7 +14,7 @@ from . import _losses as losses
 from ._api import distill
 from ._augment import AUGMENTS, Augment
 from ._config import DistillConfig
-from ._lm import CausalLMDistillHandler
+from ._lm import CausalLMDistillHandler, topk_kl
 from ._module import ModuleDistillHandler
 from ._registry import REGISTRY, DistillHandler
 from ._result import DistillResult
@@ -33,7 +33,7 @@ __all__ = [
     "AUGMENTS", "Augment", "CausalLMDistillHandler", "DistillConfig", "DistillHandler", "DistillResult",
     "EnsembleTeacher", "ModuleDistillHandler", "ModuleTeacher", "PrecomputedTeacher", "REGISTRY", "TEACHER_KINDS",
     "Teacher", "TeacherKind", "Trainer", "TrainSettings", "TrainingDivergedError", "distill", "losses",
-    "register_teacher_kind", "teacher_targets",
+    "register_teacher_kind", "teacher_targets", "topk_kl",
 ]
 
 from .._verbs import make_verb_module as _make_verb_module

@@ -173,7 +173,16 @@ class WeightOnly(QuantConfig):
     per 32 inputs, 4.5 bits per weight like Q4_0; llama.cpp backend only). ``smooth`` > 0 (Llama family)
     first rescales channels in a function-preserving way (SmoothQuant, migration strength ``smooth``) so
     llama.cpp's 8-bit activation blocks see smaller outliers; measured worth it with 8-bit weights, not
-    with GPTQ at 4 bits (docs/llm-quantize.md).
+    with GPTQ at 4 bits (docs/llm-quantize.md). ``distill_steps`` > 0 (causal LMs) then keeps every code
+    and trains the block scales and RMSNorm weights by logit distillation from the float model on the
+    calibration windows (EfficientQAT-style); same file size and kernels, kept only where held-out
+    calibration windows' KL drops. ``formats`` (causal LMs) fixes the formats every tensor, the (tied)
+    head included, may take, narrowest first: ``("Q4_0", "Q8_0")`` keeps to llama.cpp's two fastest
+    CPU kernels (measured: Q5_0, IQ4_NL and the K-quants decode slower per byte here), and
+    ``bits_per_weight`` then chooses among them; without a budget every tensor takes the first.
+    ``untie_head=True`` (a tied-embedding LM on llama.cpp) writes the head as its own tensor, GPTQ-rounded
+    for the head's inputs and counted in the budget, and the input embedding apart at Q8_0: a lookup
+    reads one row per token, so the file grows (by the embedding) but decoding does not slow down.
 
     Examples
     --------
@@ -192,10 +201,16 @@ class WeightOnly(QuantConfig):
     window: int = 128
     fallback: str = "kld"
     smooth: float = 0.0
+    distill_steps: int = 0
+    formats: tuple[str, ...] = ()
+    untie_head: bool = False
 
     def validate(self) -> None:
         super().validate()
         check_choice("WeightOnly.bits", self.bits, (4, 8))
+        if isinstance(self.distill_steps, bool) or not isinstance(self.distill_steps, int) or self.distill_steps < 0:
+            raise ConfigError(f"WeightOnly.distill_steps={self.distill_steps!r} must be a whole number >= 0 (0 = off; "
+                              "about 100-300 steps of 4 calibration windows fit the block scales of a causal LM)")
         if isinstance(self.smooth, bool) or not isinstance(self.smooth, int | float) or not 0 <= self.smooth < 1:
             raise ConfigError(f"WeightOnly.smooth={self.smooth!r} must be a number in [0, 1): SmoothQuant's migration "
                               "strength for llama.cpp's 8-bit activation blocks (0 = off; 0.5 is the usual choice)")
@@ -217,6 +232,26 @@ class WeightOnly(QuantConfig):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"WeightOnly.{f}={v!r} must be a positive integer")
         check_choice("WeightOnly.fallback", self.fallback, ("kld", "perplexity"))
+        if not isinstance(self.untie_head, bool):
+            raise ConfigError(f"WeightOnly.untie_head={self.untie_head!r} must be True or False")
+        if self.formats:
+            if isinstance(self.formats, str) or not isinstance(self.formats, tuple | list):
+                raise ConfigError(f"WeightOnly.formats={self.formats!r} must be a tuple of block formats, narrowest "
+                                  "first, e.g. ('Q4_0', 'Q8_0')")
+            from .backends.llamacpp._grids import GRIDS
+
+            for f in self.formats:
+                check_choice("WeightOnly.formats entry", f, tuple(GRIDS))
+            bpw = [GRIDS[f].bpw for f in self.formats]
+            if bpw != sorted(set(bpw)):
+                raise ConfigError(f"WeightOnly.formats={tuple(self.formats)!r} must go from narrowest to widest "
+                                  f"(bits per weight {bpw}), each wider than the one before")
+            if self.format != "auto" and self.formats[0] != self.format:
+                raise ConfigError(f"WeightOnly(format={self.format!r}, formats={tuple(self.formats)!r}) disagree: the "
+                                  "first of formats is the base format; drop format= or start formats with it")
+            if (self.bits == 8) != (self.formats[0] == "Q8_0"):
+                raise ConfigError(f"WeightOnly(bits={self.bits}, formats={tuple(self.formats)!r}) disagree: bits=8 "
+                                  "means formats=('Q8_0',); a 4-bit base starts with Q4_0, IQ4_NL, Q4_1 or Q5_0")
 
 
 @register_config

@@ -31,6 +31,7 @@ from ._gptq import collect_hessians, gptq, linear_names, output_error
 from ._lm import LlamaCppLM, llama_cpp_available
 from ._plan import EMBED, allocate, calibration_windows, check_group_size, kld, ladder, layer_of
 from ._sensitivity import tensor_sensitivity
+from ._tune import tune_scales
 from ._writer import LLAMA_TYPES, QTensor, write_gguf
 
 __all__ = ["quantize_lm", "lm_parts"]
@@ -64,6 +65,7 @@ class _Rounder:
         self.params = dict(model.named_parameters())
         self.hess, self.n, self.method, self.group = hess, n_tokens, method, group
         self.cache: dict[tuple[str, str], QTensor] = {}
+        self.gptq_head = False  # an untied head (its own tensor) is GPTQ-rounded for its inputs like any Linear
 
     def hessian(self, name: str) -> torch.Tensor | None:
         key = "lm_head" if name in (EMBED, "lm_head.weight") else name[: -len(".weight")]
@@ -74,7 +76,8 @@ class _Rounder:
         key = (name, fmt + method)
         if key not in self.cache:
             h, grid = self.hessian(name), GRIDS[fmt]
-            head = name in (EMBED, "lm_head.weight")  # the (tied) head: GPTQ for the head role measured worse
+            # the tied head: GPTQ's feedback, fitted to the head's inputs, would distort the input lookup
+            head = name == EMBED or (name == "lm_head.weight" and not self.gptq_head)
             if method == "gptq" and h is not None and fmt != "Q8_0" and not head:
                 # siblings reading the same input (q/k/v, gate/up) share H: one GPTQ over their stacked rows
                 group = [n for n in self.params if n.endswith(".weight") and self.hessian(n) is h
@@ -142,12 +145,12 @@ def _backend(cfg: Any, hf: nn.Module, notes: list[str]) -> list[str]:
             raise ConfigError(f"WeightOnly.group_size={cfg.group_size} with backend='llamacpp': llama.cpp's block "
                               "formats hold one scale per 32 inputs; use group_size=32, or backend='torch'")
         return ["llamacpp"]
-    grid = GRIDS[_base(cfg)]
-    torch_ok = not grid.affine and grid.uniform
+    odd = [GRIDS[f] for f in (cfg.formats or [_base(cfg)]) if GRIDS[f].affine or not GRIDS[f].uniform]
+    torch_ok = not odd
     if cfg.backend == "torch":
         if not torch_ok:
-            what = "stores a per-group minimum" if grid.affine else "has non-uniform levels"
-            raise ConfigError(f"WeightOnly.format={cfg.format!r} {what}, which slimstack's torch "
+            what = "stores a per-group minimum" if odd[0].affine else "has non-uniform levels"
+            raise ConfigError(f"WeightOnly format {odd[0].name!r} {what}, which slimstack's torch "
                               "int4/int8 Linears do not hold; use format='Q4_0' or backend='llamacpp'")
         return ["torch"]
     out = []
@@ -167,6 +170,8 @@ def _backend(cfg: Any, hf: nn.Module, notes: list[str]) -> list[str]:
 
 
 def _base(cfg: Any) -> str:
+    if cfg.formats:
+        return cfg.formats[0]
     return cfg.format if cfg.format != "auto" else ("Q8_0" if cfg.bits == 8 else "Q4_0")
 
 
@@ -190,6 +195,15 @@ def _build_torch(hf: nn.Module, chosen: dict[str, QTensor], group: int) -> nn.Mo
             new.bias.copy_(lin.bias.detach())
         set_module(model, name[: -len(".weight")], new)
     return model.eval()
+
+
+def _untied(hf: nn.Module) -> nn.Module:
+    """A copy of a tied-embedding LM whose head is its own parameter (same values, same function)."""
+    model = copy.deepcopy(hf)
+    model.config.tie_word_embeddings = False
+    model.get_output_embeddings().weight = nn.Parameter(model.get_input_embeddings().weight.detach().clone(),
+                                                        requires_grad=False)
+    return model
 
 
 def _decode_speed(models: dict[str, Any], tok: Any, threads: int) -> dict[str, float]:
@@ -245,6 +259,14 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         memo["hess"] = collect_hessians(hf, windows, names)
     hess, n_tok = memo.get("hess", ({}, 0))
     qm = hf  # the model whose weights are rounded and written: hf, or its smoothed copy (same function)
+    untie = bool(cfg.untie_head) and getattr(hf.config, "tie_word_embeddings", False) and "llamacpp" in backends
+    if cfg.untie_head and not untie:
+        notes.append("untie_head: nothing to untie (the head is already its own tensor, or the llama.cpp backend "
+                     "is not built)")
+    if untie:  # a copy whose head is its own tensor: rounded for the head's inputs; the lookup stays at Q8_0
+        hf = qm = memo.setdefault("untied", _untied(hf))
+        if cfg.smooth:
+            raise ConfigError("WeightOnly(untie_head=True) with smooth > 0 is not supported; use one of them")
     if cfg.smooth:
         why = smooth_applies(hf)
         if why is not None:
@@ -267,9 +289,12 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
     mods = dict(hf.named_modules())
     ladders = {n: ladder(base, cfg.bits, getattr(mods.get(n[: -len(".weight")]), "in_features", 0), kq)
                for n in tensors}
-    if quant_head and cfg.bits_per_weight == 0:
+    if cfg.formats:  # the user's ladder for every tensor, the head included
+        ladders = {n: list(cfg.formats) for n in tensors}
+    elif quant_head and cfg.bits_per_weight == 0:
         ladders[head] = ["Q8_0"]  # the head decides every token: 8 bits unless a budget says otherwise
-    rounder = memo.setdefault(("rounder", group, cfg.smooth), _Rounder(qm, hess, n_tok, cfg.method, group))
+    rounder = memo.setdefault(("rounder", group, cfg.smooth, untie), _Rounder(qm, hess, n_tok, cfg.method, group))
+    rounder.gptq_head = untie
     rounder.method, rounder.hess, rounder.n = cfg.method, hess, n_tok  # a memo'd rounder may predate the Hessians
     layer_kld: dict[str, float] = {}
     share: dict[str, float] = {}
@@ -292,20 +317,32 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
     else:
         formats = {n: ladders[n][0] for n in tensors}
 
+    tuned: dict[tuple, tuple[nn.Module, dict[str, QTensor], dict[str, Any]]] = {}
+
     def build(fmts: dict[str, str]) -> tuple[dict[str, Any], dict[str, QTensor]]:
         chosen = {n: rounder(n, f) for n, f in fmts.items()}
+        if untie:
+            chosen[EMBED] = rounder(EMBED, "Q8_0")  # the input lookup: one row a token, so 8 bits cost no speed
         built: dict[str, Any] = {}
-        rec = {"formats": fmts, "config": cfg.to_dict()}
+        rec: dict[str, Any] = {"formats": fmts, "config": cfg.to_dict()}
+        src = qm
+        if cfg.distill_steps:  # codes fixed; block scales and norm weights fitted to the float model
+            key = tuple(sorted(fmts.items()))
+            if key not in tuned:
+                tuned[key] = tune_scales(qm, chosen, windows, steps=cfg.distill_steps, seed=seed)
+                tune_log.append(tuned[key][2])
+            src, chosen, rec["distill"] = tuned[key]
         if "llamacpp" in backends:
             folder = Path(out_dir or tempfile.mkdtemp(prefix="slimstack-gguf-"))
-            path = write_gguf(qm, tok, folder / f"model-{len(list(folder.glob('*.gguf')))}.gguf", chosen, record=rec,
-                              pre=pre, name=str(getattr(lm, "name", "slimstack")))
+            path = write_gguf(src, tok, folder / f"model-{len(list(folder.glob('*.gguf')))}.gguf", chosen,
+                              record=rec, pre=pre, name=str(getattr(lm, "name", "slimstack")))
             built["llamacpp"] = LlamaCppLM(path, n_threads=threads, record=rec)
         if "torch" in backends:
-            built["torch"] = _build_torch(qm, chosen, group)
+            built["torch"] = _build_torch(src, chosen, group)
         return built, chosen
 
     # llama.cpp's pre-tokenizer: SmolLM2's own name where the vocabulary is SmolLM2's, else byte-level GPT-2
+    tune_log: list[dict[str, Any]] = []
     pre = "smollm" if "smol" in str(getattr(lm, "name", "")).lower() and len(tok) == 49152 else "gpt-2"
     built, chosen = build(formats)
     candidates: dict[str, dict[str, Any]] = {b: {} for b in backends}
@@ -330,16 +367,23 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         r = {"name": n[: -len(".weight")] if n != EMBED else "model.embed_tokens", "type": "Linear" if n != EMBED
              else "Embedding (tied LM head)", "status": "quantized", "format": chosen[n].grid,
              "bits_per_weight": GRIDS[chosen[n].grid].bpw,
-             "method": cfg.method if rounder.hessian(n) is not None and chosen[n].grid != "Q8_0" and n != head
-             else "rtn"}
+             "method": cfg.method if rounder.hessian(n) is not None and chosen[n].grid != "Q8_0"
+             and (n != head or untie) else "rtn"}
         if n in share:
             r["kld_share"] = share[n]
         layers.append(r)
+    if untie:
+        layers.append({"name": "model.embed_tokens", "type": "Embedding (input lookup; head untied)",
+                       "status": "quantized", "format": "Q8_0", "bits_per_weight": GRIDS["Q8_0"].bpw, "method": "rtn"})
     layers += [{"name": n, "type": "Linear", "status": "float", "reason": "listed in config.skip"} for n in skipped]
     if pick == "torch":
         layers.append({"name": "model.embed_tokens" if tied else "lm_head", "type": "Embedding", "status": "float",
                        "reason": "the torch backend keeps the (tied) embedding / LM head in float; the llama.cpp "
                                  "backend quantizes it"})
+    for t in tune_log:
+        notes.append(f"scales distilled ({t['steps']} steps, {t['scales']} block scales of {t['tensors']} tensors and "
+                     f"{t['norm_weights']} norm weights): held-out calibration KL {t['held_out_kl_before']} -> "
+                     f"{t['held_out_kl_after']}, " + ("kept" if t["kept"] else "not lower, so the GPTQ values kept"))
     total = sum(params[n].numel() for n in tensors)
     bpw = sum(params[n].numel() * GRIDS[chosen[n].grid].bpw for n in tensors) / max(total, 1)
     notes.append(f"{len(windows)} calibration windows of {cfg.window} tokens; average {bpw:.3f} bits per "
