@@ -126,3 +126,15 @@ def test_quant_untie_head_rounds_the_head_for_its_inputs_and_keeps_the_lookup_at
         return float((np.exp(ref) * (ref - m.logprobs_ids(ids))).sum(-1)[8:].mean())
     assert kld(untied.model) < kld(tied.model)
     assert untied.model.generate("the", 4) is not None
+
+
+def test_quant_tune_scales_trains_under_the_callers_no_grad_and_inference_mode():
+    lm, hf, wins, chosen = _setup()
+    plain = tune_scales(hf, chosen, wins, steps=10, seed=0)[2]
+    with torch.no_grad():
+        a = tune_scales(hf, chosen, wins, steps=10, seed=0)[2]
+    with torch.inference_mode():
+        b = tune_scales(hf, chosen, wins, steps=10, seed=0)[2]
+    keys = ("held_out_kl_before", "held_out_kl_after", "train_loss_first", "train_loss_last", "kept")
+    assert plain["train_loss_last"] < plain["train_loss_first"]
+    assert {k: a[k] for k in keys} == {k: plain[k] for k in keys} == {k: b[k] for k in keys}

@@ -54,7 +54,16 @@ def _targets(model: nn.Module, ids: torch.Tensor, batch: int) -> tuple[torch.Ten
 
 def tune_scales(model: nn.Module, chosen: dict[str, QTensor], windows: list[torch.Tensor], *, steps: int,
                 batch: int = 4, seed: int = 0) -> tuple[nn.Module, dict[str, QTensor], dict[str, Any]]:
-    """(model with tuned norm weights, QTensors with tuned scales, summary); the inputs are left unchanged."""
+    """(model with tuned norm weights, QTensors with tuned scales, summary); the inputs are left unchanged.
+
+    Trains whatever the caller's grad mode (``torch.no_grad()`` or ``inference_mode()`` around the call).
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        return _tune(model, chosen, windows, steps, batch, seed)
+
+
+def _tune(model: nn.Module, chosen: dict[str, QTensor], windows: list[torch.Tensor], steps: int, batch: int,
+          seed: int) -> tuple[nn.Module, dict[str, QTensor], dict[str, Any]]:
     from ....distill import topk_kl
 
     t0 = time.perf_counter()
