@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -164,14 +165,9 @@ def build_cuts(lm: Any, work: Path, calib: list[str]) -> dict[str, Path]:
     return out
 
 
-class _Runner:
-    def __init__(self, fn):
-        self.logprobs_ids = fn
-
-
 def judge(logprobs, ev) -> dict[str, Any]:
     """Quality on llama.cpp's protocol (the row's kld / top-1 / perplexity) and on the spread windows (*_spread)."""
-    out = score(_Runner(logprobs), ev["chunks"], ev["chunk_refs"])
+    out = score(SimpleNamespace(logprobs_ids=logprobs), ev["chunks"], ev["chunk_refs"])
     out.update({f"{k}_spread": v for k, v in quality(logprobs, ev["spread"], ev["spread_refs"]).items()})
     return out
 
@@ -255,8 +251,9 @@ def main(argv=None) -> int:
     n_chunks = 8 if args.quick else len(ids) // CHUNK
     ev: dict[str, Any] = {"spread": eval_windows(ids), "chunks": [ids[i * CHUNK:(i + 1) * CHUNK] for i in range(n_chunks)]}
     ref_path = work / "ref.npz"
-    if ref_path.exists() and len(np.load(ref_path)["chunks"]) == n_chunks:
-        ev["spread_refs"], ev["chunk_refs"] = list(np.load(ref_path)["spread"]), list(np.load(ref_path)["chunks"])
+    saved = np.load(ref_path) if ref_path.exists() else None
+    if saved is not None and len(chunks := saved["chunks"]) == n_chunks:
+        ev["spread_refs"], ev["chunk_refs"] = list(saved["spread"]), list(chunks)
     else:
         ev["spread_refs"] = [lm.logprobs(np.asarray(w), max_tokens=len(w))[1] for w in ev["spread"]]
         ev["chunk_refs"] = [lm.logprobs(np.asarray(w), max_tokens=len(w))[1] for w in ev["chunks"]]

@@ -31,6 +31,8 @@ def test_quant_formats_config_is_checked():
         ss.WeightOnly(bits=8, formats=("Q4_0", "Q8_0"))
     with pytest.raises(ss.errors.ConfigError, match="tuple of block formats"):
         ss.WeightOnly(bits=4, formats="Q4_0")
+    with pytest.raises(ss.errors.ConfigError, match="untie_head=True.*smooth"):
+        ss.WeightOnly(bits=4, untie_head=True, smooth=0.5)
     with pytest.raises(ss.errors.ConfigError, match="distill_steps=-1"):
         ss.WeightOnly(bits=4, distill_steps=-1)
 

@@ -234,6 +234,8 @@ class WeightOnly(QuantConfig):
         check_choice("WeightOnly.fallback", self.fallback, ("kld", "perplexity"))
         if not isinstance(self.untie_head, bool):
             raise ConfigError(f"WeightOnly.untie_head={self.untie_head!r} must be True or False")
+        if self.untie_head and self.smooth:
+            raise ConfigError("WeightOnly(untie_head=True) with smooth > 0 is not supported; use one of them")
         if self.formats:
             if isinstance(self.formats, str) or not isinstance(self.formats, tuple | list):
                 raise ConfigError(f"WeightOnly.formats={self.formats!r} must be a tuple of block formats, narrowest "

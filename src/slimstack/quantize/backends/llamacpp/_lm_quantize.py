@@ -61,11 +61,12 @@ def _rewrap(lm: Any, hf: nn.Module) -> Any:
 class _Rounder:
     """Rounds tensors once per (name, format) and caches the codes."""
 
-    def __init__(self, model: nn.Module, hess: dict[str, torch.Tensor], n_tokens: int, method: str, group: int):
+    def __init__(self, model: nn.Module, hess: dict[str, torch.Tensor], n_tokens: int, method: str, group: int,
+                 gptq_head: bool = False):
         self.params = dict(model.named_parameters())
         self.hess, self.n, self.method, self.group = hess, n_tokens, method, group
         self.cache: dict[tuple[str, str], QTensor] = {}
-        self.gptq_head = False  # an untied head (its own tensor) is GPTQ-rounded for its inputs like any Linear
+        self.gptq_head = gptq_head  # an untied head (its own tensor) is GPTQ-rounded for its inputs like any Linear
 
     def hessian(self, name: str) -> torch.Tensor | None:
         key = "lm_head" if name in (EMBED, "lm_head.weight") else name[: -len(".weight")]
@@ -264,9 +265,9 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         notes.append("untie_head: nothing to untie (the head is already its own tensor, or the llama.cpp backend "
                      "is not built)")
     if untie:  # a copy whose head is its own tensor: rounded for the head's inputs; the lookup stays at Q8_0
-        hf = qm = memo.setdefault("untied", _untied(hf))
-        if cfg.smooth:
-            raise ConfigError("WeightOnly(untie_head=True) with smooth > 0 is not supported; use one of them")
+        if "untied" not in memo:
+            memo["untied"] = _untied(hf)
+        hf = qm = memo["untied"]
     if cfg.smooth:
         why = smooth_applies(hf)
         if why is not None:
@@ -293,8 +294,8 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         ladders = {n: list(cfg.formats) for n in tensors}
     elif quant_head and cfg.bits_per_weight == 0:
         ladders[head] = ["Q8_0"]  # the head decides every token: 8 bits unless a budget says otherwise
-    rounder = memo.setdefault(("rounder", group, cfg.smooth, untie), _Rounder(qm, hess, n_tok, cfg.method, group))
-    rounder.gptq_head = untie
+    rounder = memo.setdefault(("rounder", group, cfg.smooth, untie),
+                              _Rounder(qm, hess, n_tok, cfg.method, group, gptq_head=untie))
     rounder.method, rounder.hess, rounder.n = cfg.method, hess, n_tok  # a memo'd rounder may predate the Hessians
     layer_kld: dict[str, float] = {}
     share: dict[str, float] = {}
@@ -330,7 +331,6 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
             key = tuple(sorted(fmts.items()))
             if key not in tuned:
                 tuned[key] = tune_scales(qm, chosen, windows, steps=cfg.distill_steps, seed=seed)
-                tune_log.append(tuned[key][2])
             src, chosen, rec["distill"] = tuned[key]
         if "llamacpp" in backends:
             folder = Path(out_dir or tempfile.mkdtemp(prefix="slimstack-gguf-"))
@@ -342,7 +342,6 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         return built, chosen
 
     # llama.cpp's pre-tokenizer: SmolLM2's own name where the vocabulary is SmolLM2's, else byte-level GPT-2
-    tune_log: list[dict[str, Any]] = []
     pre = "smollm" if "smol" in str(getattr(lm, "name", "")).lower() and len(tok) == 49152 else "gpt-2"
     built, chosen = build(formats)
     candidates: dict[str, dict[str, Any]] = {b: {} for b in backends}
@@ -380,7 +379,7 @@ def _quantize_lm(lm: Any, cfg: Any, calibration: Any, data: Any, tolerance: floa
         layers.append({"name": "model.embed_tokens" if tied else "lm_head", "type": "Embedding", "status": "float",
                        "reason": "the torch backend keeps the (tied) embedding / LM head in float; the llama.cpp "
                                  "backend quantizes it"})
-    for t in tune_log:
+    for _, _, t in tuned.values():
         notes.append(f"scales distilled ({t['steps']} steps, {t['scales']} block scales of {t['tensors']} tensors and "
                      f"{t['norm_weights']} norm weights): held-out calibration KL {t['held_out_kl_before']} -> "
                      f"{t['held_out_kl_after']}, " + ("kept" if t["kept"] else "not lower, so the GPTQ values kept"))
