@@ -110,3 +110,12 @@ def test_measure_reports_int8_model(mlp, digits):
 def test_int4_table_dequantization_matches_bit_unpacking():
     p = torch.arange(256, dtype=torch.uint8).reshape(4, 64)
     assert torch.equal(_kernels.unpack_int4_float(p), _kernels.unpack_int4(p).float())
+
+
+@pytest.mark.parametrize("opts", [dict(formats=("Q4_0", "Q8_0")), dict(untie_head=True), dict(distill_steps=10),
+                                  dict(bits_per_weight=5.0), dict(format="IQ4_NL")])
+def test_weight_only_refuses_causal_lm_options_on_other_models(mlp, snapshot, opts):
+    unchanged = snapshot(mlp)
+    with pytest.raises(ss.errors.ConfigError, match=f"{next(iter(opts))}=.*causal LMs.*DigitsMLP"):
+        ss.quantize(mlp, ss.WeightOnly(bits=4, group_size=32, **opts))
+    assert unchanged()

@@ -148,6 +148,10 @@ class WeightOnlyLMHandler(Handler):
                            tolerance=request.tolerance, threads=request.threads, seed=request.seed)
 
 
+LM_ONLY = ("format", "bits_per_weight", "window", "fallback", "smooth", "distill_steps", "formats",
+           "untie_head")
+
+
 @REGISTRY.register(WeightOnly)
 class WeightOnlyHandler(ModuleHandler):
     """WeightOnly on torch modules: int8/int4 group-quantized Linear and Embedding weights."""
@@ -157,6 +161,15 @@ class WeightOnlyHandler(ModuleHandler):
     def scheme(self, c: WeightOnly) -> Scheme:
         return Scheme(technique="WeightOnly", activations="float", weight_bits=c.bits, group_size=c.group_size or 128,
                       calibration_size=c.calibration_size, skip=c.skip)
+
+    def run(self, model: Any, config: WeightOnly, request: Request) -> QuantResult:
+        lm_only = [f"{f}={getattr(config, f)!r}" for f in LM_ONLY
+                   if getattr(config, f) != WeightOnly.__dataclass_fields__[f].default]
+        if lm_only:  # refused, not ignored: these options mean nothing on the module path
+            raise ConfigError(f"WeightOnly({', '.join(lm_only)}) applies to causal LMs (llama.cpp's grids) only; "
+                              f"this model is a {type(model).__name__}, quantized per group of Linear weights. "
+                              "Drop those options (bits, group_size, calibration_size and skip apply here)")
+        return super().run(model, config, request)
 
 
 @REGISTRY.register(QAT)
