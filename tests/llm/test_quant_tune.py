@@ -140,3 +140,30 @@ def test_quant_tune_scales_trains_under_the_callers_no_grad_and_inference_mode()
     keys = ("held_out_kl_before", "held_out_kl_after", "train_loss_first", "train_loss_last", "kept")
     assert plain["train_loss_last"] < plain["train_loss_first"]
     assert {k: a[k] for k in keys} == {k: plain[k] for k in keys} == {k: b[k] for k in keys}
+
+
+def test_quant_iq4nl_ladder_under_a_budget_with_the_head_untied(tmp_path):
+    """The target-(d) configuration: IQ4_NL everywhere, the most sensitive tensors at Q8_0 up to the budget."""
+    gguf = pytest.importorskip("gguf")
+    lm = quant_llama(seed=3)
+    base = dict(bits=4, formats=("IQ4_NL", "Q8_0"), untie_head=True, backend="llamacpp", calibration_size=64,
+                window=32)
+    flat = ss.quantize(lm, ss.WeightOnly(**base), calibration=CALIB, threads=1)
+    mix = ss.quantize(lm, ss.WeightOnly(**base, bits_per_weight=5.0), calibration=CALIB, threads=1)
+    types = [{t.name: t.tensor_type.name for t in gguf.GGUFReader(str(m.model.path)).tensors} for m in (flat, mix)]
+    weights = [{k: v for k, v in t.items() if v != "F32"} for t in types]  # norms stay float32
+    assert set(weights[0].values()) == {"IQ4_NL", "Q8_0"} and weights[0]["token_embd.weight"] == "Q8_0"
+    assert weights[0]["output.weight"] == "IQ4_NL"  # the head at 4 bits, as its own tensor
+    assert sum(v == "Q8_0" for v in weights[0].values()) == 1  # without a budget only the lookup is 8-bit
+    assert set(weights[1].values()) == {"IQ4_NL", "Q8_0"} and sum(v == "Q8_0" for v in weights[1].values()) > 1
+    rec = [x for x in mix.record.layers if x["name"] != "model.embed_tokens"]
+    n = {x["name"]: dict(lm.model.named_parameters())[x["name"] + ".weight" if x["name"] != "lm_head"
+                                                      else "model.embed_tokens.weight"].numel() for x in rec}
+    bpw = sum(x["bits_per_weight"] * n[x["name"]] for x in rec) / sum(n.values())
+    assert 4.5 < bpw <= 5.0 + 1e-9  # the budget spent, not exceeded (the lookup embedding not counted)
+    ids = lm.tokenize(TEXT[::-1].lower())[:96]  # text the calibration did not see in this form
+    _, ref = lm.logprobs(np.asarray(ids), max_tokens=len(ids))
+
+    def kld(m):
+        return float((np.exp(ref) * (ref - m.logprobs_ids(ids))).sum(-1)[8:].mean())
+    assert kld(mix.model) < kld(flat.model)
