@@ -54,6 +54,7 @@ from llm_quant import CHUNK, CONTEXT, _timing_lock, anchors, calibration_text, e
 WINDOW = 256
 N_EVAL = 8
 BUDGETS = (4.75,)  # bits per weight of the Q4_0/Q8_0 mix (all Q4_0 is 4.5; the lookup embedding not counted)
+NL_BUDGETS = (4.75, 5.0)  # the same for the IQ4_NL/Q8_0 mixes
 TUNE_STEPS = (100, 300)  # block-scale distillation steps, quick / full
 
 
@@ -114,6 +115,16 @@ def pipelines(steps: int, quick: bool, tune_steps: int) -> dict[str, tuple[Any, 
     out["Q4_0 everywhere, untied head (GPTQ)"] = (None, ss.WeightOnly(**fast, untie_head=True))
     out["Q4_0 everywhere, untied head + distilled scales"] = (
         None, ss.WeightOnly(**fast, untie_head=True, distill_steps=tune_steps))
+    # IQ4_NL: llama.cpp's non-uniform 4-bit grid (4.5 bpw like Q4_0), measured as fast as Q4_0 here
+    nl = {**fast, "formats": ("IQ4_NL", "Q8_0")}
+    out["IQ4_NL everywhere, untied head (GPTQ)"] = (None, ss.WeightOnly(**nl, untie_head=True))
+    out["IQ4_NL everywhere, untied head (GPTQ, 32 windows of 512)"] = (
+        None, ss.WeightOnly(**{**nl, "calibration_size": 32, "window": 512}, untie_head=True))
+    out["IQ4_NL everywhere, untied head + distilled scales"] = (
+        None, ss.WeightOnly(**nl, untie_head=True, distill_steps=tune_steps))
+    for bpw in NL_BUDGETS:
+        out[f"IQ4_NL/Q8_0 mix <= {bpw} bpw, untied head (GPTQ)"] = (
+            None, ss.WeightOnly(**nl, untie_head=True, bits_per_weight=bpw))
     for bpw in BUDGETS:
         out[f"Q4_0/Q8_0 mix <= {bpw} bpw, untied head + distilled scales"] = (
             None, ss.WeightOnly(**fast, untie_head=True, bits_per_weight=bpw, distill_steps=tune_steps))
@@ -197,7 +208,7 @@ def build_pipeline(name: str, cfg: Any, qcfg: Any, lm: Any, calib: list[str], tr
     q.model.save(gguf)
     q.model.close()
     meta["quantize_wall_s"], meta["quantize_cpu_s"] = round(time.perf_counter() - t1, 1), round(time.process_time() - c1, 1)
-    meta["formats"] = {f: sum(1 for x in q.record.layers if x.get("format") == f) for f in ("Q4_0", "Q8_0")}
+    meta["formats"] = {f: sum(1 for x in q.record.layers if x.get("format") == f) for f in ("Q4_0", "IQ4_NL", "Q8_0")}
     meta["head"] = next((x["format"] for x in q.record.layers if x["name"] in ("model.embed_tokens", "lm_head")), None)
     meta["notes"] = [n for n in q.record.notes if n.startswith(("scales distilled", "sensitivity"))]
     m = LlamaCppLM(gguf, n_threads=1)

@@ -97,7 +97,7 @@ def render() -> str:
             parts.append(table(payload))
         else:  # a benchmark with its own layout (benchmarks/<name>_table.py, function table(payload))
             m = payload.get("machine", {})
-            parts.append(f"### {payload['benchmark']}{' (quick)' if payload.get('quick') else ''}\n\n"
+            parts.append(f"### {name}{' (quick)' if payload.get('quick') else ''}\n\n"
                          f"`{m.get('source', '')}`: {m.get('cpu', '?')}, {m.get('threads', '?')} threads, "
                          f"torch {m.get('torch', '?')}, "
                          f"{m.get('date', '')}\n\n{custom(payload)}")
