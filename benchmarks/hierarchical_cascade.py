@@ -174,7 +174,7 @@ def bench_cascade(dataset: str, args, rows: list, extra: dict) -> None:
     4,000-row test set, so one split cannot settle the target; the mean over splits can.
     """
     runs = []
-    repeats = max(1, args.repeats) if dataset in getattr(args, "repeat_on", dataset).split(",") else 1
+    repeats = max(1, args.repeats) if dataset in args.repeat_on.split(",") else 1
     for seed in range(repeats):
         t0 = time.perf_counter()
         runs.append(_cascade_split(dataset, args, seed))

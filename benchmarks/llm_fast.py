@@ -49,7 +49,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import parse_args, write  # noqa: E402
-from llm_quant import CHUNK, CONTEXT, _timing_lock, anchors, calibration_text, eval_text, score  # noqa: E402
+from llm_quant import (CHUNK, CONTEXT, _timing_lock, anchors, calibration_text, eval_chunks, eval_text,  # noqa: E402
+                       score)
 
 WINDOW = 256
 N_EVAL = 8
@@ -154,14 +155,14 @@ def build_cuts(lm: Any, work: Path, calib: list[str]) -> dict[str, Path]:
                                                                       heads="queries", **one), calibration=calib).model
     out = {}
     for name, make in cuts.items():
-        slug = name.replace(" ", "_").replace("%", "pct").replace(">", "").replace("-", "m")
-        targets = {f"cut {name} Q4_0": (work / f"cut-{slug}-Q4_0.gguf", None)}
+        stem = name.replace(" ", "_").replace("%", "pct").replace(">", "").replace("-", "m")
+        targets = {f"cut {name} Q4_0": (work / f"cut-{stem}-Q4_0.gguf", None)}
         if name in ("30 of 30 layers", "24 of 30 layers"):
-            targets[f"cut {name} Q4_0, head Q4_0"] = (work / f"cut-{slug}-Q4_0-head.gguf", llama_cpp.GGML_TYPE_Q4_0)
+            targets[f"cut {name} Q4_0, head Q4_0"] = (work / f"cut-{stem}-Q4_0-head.gguf", llama_cpp.GGML_TYPE_Q4_0)
         if all(p.exists() for p, _ in targets.values()):
             out.update({k: p for k, (p, _) in targets.items()})
             continue
-        f32 = work / f"cut-{slug}-F32.gguf"
+        f32 = work / f"cut-{stem}-F32.gguf"
         model = make()
         write_gguf(model.model, model.tokenizer, f32, pre="smollm", name=name)
         for key, (dst, embd) in targets.items():
@@ -174,6 +175,11 @@ def build_cuts(lm: Any, work: Path, calib: list[str]) -> dict[str, Path]:
             out[key] = dst
         f32.unlink()
     return out
+
+
+def slug(name: str) -> str:
+    """A row's file stem in ``--work`` (``<slug>.gguf``, ``<slug>.json``)."""
+    return "".join(c if c.isalnum() else "_" for c in name)
 
 
 def judge(logprobs, ev) -> dict[str, Any]:
@@ -189,8 +195,7 @@ def build_pipeline(name: str, cfg: Any, qcfg: Any, lm: Any, calib: list[str], tr
     import slimstack as ss
     from slimstack.quantize.backends.llamacpp import LlamaCppLM
 
-    slug = "".join(c if c.isalnum() else "_" for c in name)
-    meta_path, gguf = work / f"{slug}.json", work / f"{slug}.gguf"
+    meta_path, gguf = work / f"{slug(name)}.json", work / f"{slug(name)}.gguf"
     if meta_path.exists() and gguf.exists():
         return json.loads(meta_path.read_text())
     meta: dict[str, Any] = {"config": None if cfg is None else cfg.to_dict(), "quant_config": qcfg.to_dict()}
@@ -259,12 +264,13 @@ def main(argv=None) -> int:
     t0 = time.time()
     lm = ss.zoo.smollm2()
     ids = lm.tokenizer(eval_text())["input_ids"]
-    n_chunks = 8 if args.quick else len(ids) // CHUNK
-    ev: dict[str, Any] = {"spread": eval_windows(ids), "chunks": [ids[i * CHUNK:(i + 1) * CHUNK] for i in range(n_chunks)]}
+    chunks = eval_chunks(ids, 8 if args.quick else None)
+    n_chunks = len(chunks)
+    ev: dict[str, Any] = {"spread": eval_windows(ids), "chunks": chunks}
     ref_path = work / "ref.npz"
-    saved = np.load(ref_path) if ref_path.exists() else None
-    if saved is not None and len(chunks := saved["chunks"]) == n_chunks:
-        ev["spread_refs"], ev["chunk_refs"] = list(saved["spread"]), list(chunks)
+    saved = dict(np.load(ref_path)) if ref_path.exists() else {}
+    if len(saved.get("chunks", ())) == n_chunks:
+        ev["spread_refs"], ev["chunk_refs"] = list(saved["spread"]), list(saved["chunks"])
     else:
         ev["spread_refs"] = [lm.logprobs(np.asarray(w), max_tokens=len(w))[1] for w in ev["spread"]]
         ev["chunk_refs"] = [lm.logprobs(np.asarray(w), max_tokens=len(w))[1] for w in ev["chunks"]]
@@ -286,7 +292,7 @@ def main(argv=None) -> int:
         if args.only and not any(o in name for o in args.only.split(",")):
             continue
         meta = build_pipeline(name, cfg, qcfg, lm, calib, train, work, ev)
-        paths[name] = work / ("".join(c if c.isalnum() else "_" for c in name) + ".gguf")
+        paths[name] = work / f"{slug(name)}.gguf"
         row = {"name": name, "kind": "slimstack", **meta["quant"], **{k: v for k, v in meta.items() if k != "quant"}}
         rows.append(row)
         print(f"{name}: kld {row['kld']:.4f} spread {row['kld_spread']:.3f} "

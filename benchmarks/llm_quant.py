@@ -134,6 +134,12 @@ class CppRunner:
 CHUNK, CONTEXT = 512, 256  # llama.cpp's perplexity tool: chunks of n_ctx, the second half scored
 
 
+def eval_chunks(ids: list[int], n: int | None = None) -> list[list[int]]:
+    """The first ``n`` (default: every whole) chunks of ``CHUNK`` token ids, as llama.cpp's perplexity tool cuts them."""
+    n = len(ids) // CHUNK if n is None else n
+    return [ids[i * CHUNK:(i + 1) * CHUNK] for i in range(n)]
+
+
 def score(runner, windows, refs, context=CONTEXT):
     """Mean KLD, top-1 agreement and perplexity over every position from ``context`` on, pooled over windows."""
     from slimstack.quantize.backends.llamacpp._plan import kld
@@ -221,8 +227,8 @@ def main(argv=None) -> int:
     ref = TorchRef(lm)
     tok = ref.tok
     ids = tok(eval_text())["input_ids"]
-    n_chunks = 8 if args.quick else len(ids) // CHUNK
-    windows = [ids[i * CHUNK:(i + 1) * CHUNK] for i in range(n_chunks)]
+    windows = eval_chunks(ids, 8 if args.quick else None)
+    n_chunks = len(windows)
     refs = [ref.logprobs_ids(w) for w in windows]
     old = [ids[i:i + 256] for i in range(0, 1024, 256)]  # the earlier protocol, for continuity
     old_refs = [ref.logprobs_ids(w) for w in old]

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..errors import ModelFileError
+
 __all__ = ["packing", "pack_module", "unpack_module", "PACKED_KEY"]
 
 PACKED_KEY = "slimstack_saved_module"
@@ -58,7 +60,6 @@ def unpack_module(value: Any) -> Any:
     """The module :func:`pack_module` packed (``value`` returned unchanged when it is not a packed one)."""
     if not (isinstance(value, dict) and PACKED_KEY in value):
         return value
-    from ..errors import ModelFileError
     from ._registry import load
 
     with tempfile.TemporaryDirectory() as tmp:
